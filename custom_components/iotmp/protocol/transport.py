@@ -1,0 +1,534 @@
+"""Byte-stream transports for IOTMP: TCP, TLS and WebSocket (spec section 1).
+
+A :class:`Transport` is a reliable byte pipe. IOTMP framing is done by the
+session on top of it, so every transport simply hands over bytes as they
+arrive: over WebSocket, frame payloads are concatenated into one continuous
+stream (a frame may hold several or partial IOTMP messages).
+
+Client side:
+    * :func:`open_tcp` -- plain TCP, or TLS when ``ssl_context`` is given.
+    * :func:`open_websocket` -- ``ws://`` / ``wss://`` with subprotocol ``iotmp``.
+
+Server side:
+    * :func:`server_transport` -- wraps the ``(reader, writer)`` pair that
+      :func:`asyncio.start_server` hands to its callback (TCP or TLS).
+    * :func:`accept_websocket` / :func:`websocket_handler` -- an aiohttp route
+      handler for ``/iotmp``. Reference devices put IOTMP bytes into TEXT
+      frames (reference-device observation 13), so text frames whose bytes are
+      not valid UTF-8 are accepted and treated like binary frames.
+"""
+
+# ruff: noqa: ASYNC109  (per-call timeouts are part of the public API)
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import socket
+import ssl
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, override
+
+import aiohttp
+from aiohttp import web
+
+from .errors import ConnectionClosedError
+
+_LOGGER = logging.getLogger(__name__)
+
+WEBSOCKET_PATH: Final = "/iotmp"
+WEBSOCKET_PROTOCOL: Final = "iotmp"
+DEFAULT_CONNECT_TIMEOUT: Final = 15.0
+"""Seconds allowed for a transport to come up ([Linux] uses 15 s)."""
+DEFAULT_WS_MAX_FRAME: Final = 1024 * 1024
+"""Largest WebSocket message accepted; IOTMP limits are enforced by the session."""
+_READ_CHUNK: Final = 64 * 1024
+_CLOSE_TIMEOUT: Final = 5.0
+
+
+class Transport(ABC):
+    """A bidirectional byte stream carrying IOTMP messages.
+
+    ``read`` returns the next chunk of bytes (any size) and ``b""`` once the
+    peer closed or the connection broke; it never raises for connection
+    loss. ``write`` sends all bytes or raises :class:`ConnectionClosedError`.
+    ``close`` is idempotent and never raises.
+    """
+
+    kind: str = "?"
+    """``"tcp"``, ``"tls"`` or ``"ws"`` (``"wss"`` for WebSocket over TLS)."""
+
+    @property
+    @abstractmethod
+    def peer(self) -> str:
+        """Readable remote address, for logs (e.g. ``"127.0.0.1:50432"``)."""
+
+    @property
+    @abstractmethod
+    def is_closing(self) -> bool:
+        """True once the transport is closed or closing."""
+
+    @abstractmethod
+    async def read(self) -> bytes:
+        """Next chunk of received bytes; ``b""`` at end of stream."""
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; raises :class:`ConnectionClosedError` if that is impossible."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the connection (idempotent, never raises)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind} {self.peer}>"
+
+
+# ---------------------------------------------------------------------------
+# TCP / TLS over asyncio streams
+# ---------------------------------------------------------------------------
+
+
+def _format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        if ":" in host:
+            return f"[{host}]:{address[1]}"
+        return f"{host}:{address[1]}"
+    return str(address) if address else "?"
+
+
+def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+    # IOTMP sends many tiny messages (an OK followed at once by a stream echo);
+    # with Nagle they arrive ~40 ms apart (observation 12). asyncio usually
+    # sets this already; doing it again is harmless.
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class StreamTransport(Transport):
+    """TCP or TLS transport over an asyncio ``StreamReader``/``StreamWriter`` pair."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+        self.kind = "tls" if writer.get_extra_info("ssl_object") is not None else "tcp"
+        self._peer = _format_peer(writer.get_extra_info("peername"))
+        _set_nodelay(writer)
+
+    @property
+    @override
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    @override
+    def is_closing(self) -> bool:
+        return self._closed or self._writer.is_closing()
+
+    @override
+    async def read(self) -> bytes:
+        if self._closed:
+            return b""
+        try:
+            return await self._reader.read(_READ_CHUNK)
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            # A reset or TLS failure is just "the stream ended" for the session.
+            _LOGGER.debug("%s: read failed: %r", self._peer, exc)
+            return b""
+
+    @override
+    async def write(self, data: bytes) -> None:
+        if self.is_closing:
+            raise ConnectionClosedError(f"{self._peer}: transport is closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (OSError, ssl.SSLError, RuntimeError) as exc:
+            raise ConnectionClosedError(f"{self._peer}: write failed: {exc!r}") from exc
+
+    @override
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        try:
+            # TLS shutdown can wait for a peer that never answers; do not hang.
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
+        except (TimeoutError, OSError, ssl.SSLError, RuntimeError):
+            with contextlib.suppress(Exception):
+                self._writer.transport.abort()
+
+
+def server_transport(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> StreamTransport:
+    """Wrap a connection accepted by :func:`asyncio.start_server` (TCP or TLS)."""
+    return StreamTransport(reader, writer)
+
+
+async def open_tcp(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> StreamTransport:
+    """Connect to an IOTMP server over TCP, or TLS when ``ssl_context`` is given.
+
+    ``server_hostname`` overrides the name checked against the certificate
+    (TLS only). Raises :class:`ConnectionClosedError` when the connection
+    cannot be made within ``timeout`` seconds.
+    """
+    kwargs: dict[str, Any] = {}
+    if ssl_context is not None:
+        kwargs["ssl"] = ssl_context
+        if server_hostname is not None:
+            kwargs["server_hostname"] = server_hostname
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, **kwargs)
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc!r}") from exc
+    return StreamTransport(reader, writer)
+
+
+def client_ssl_context(*, verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
+    """Make a TLS client context (TLS >= 1.2).
+
+    Verification is on by default; ``verify=False`` behaves like the reference
+    clients, which accept any certificate (spec section 1).
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """Make a TLS server context accepting TLS 1.2 and 1.3 (reference devices use both)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+# ---------------------------------------------------------------------------
+# WebSocket
+# ---------------------------------------------------------------------------
+
+_WSResponse = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class WebSocketTransport(Transport):
+    """IOTMP over a WebSocket (client or server end).
+
+    Outgoing bytes go in BINARY frames (one frame per ``write``). Incoming
+    BINARY and TEXT frames are both accepted; their payloads are returned as
+    one continuous byte stream.
+    """
+
+    def __init__(
+        self,
+        ws: _WSResponse,
+        *,
+        peer: str,
+        secure: bool = False,
+        client_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.ws = ws
+        """The underlying aiohttp WebSocket object."""
+        self.kind = "wss" if secure else "ws"
+        self._peer = peer
+        self._client_session = client_session  # owned: closed with the transport
+        self._closed = False
+
+    @property
+    @override
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    @override
+    def is_closing(self) -> bool:
+        return self._closed or self.ws.closed
+
+    @override
+    async def read(self) -> bytes:
+        while not self._closed:
+            try:
+                msg = await self.ws.receive()
+            except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
+                _LOGGER.debug("%s: websocket receive failed: %r", self._peer, exc)
+                return b""
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                data = msg.data
+                if isinstance(data, str):  # TEXT frame decoded by aiohttp
+                    data = data.encode("utf-8")
+                if data:  # an empty frame must not look like end of stream
+                    return bytes(data)
+                continue
+            if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                continue  # autoping answers pings already
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                _LOGGER.debug("%s: websocket error: %r", self._peer, msg.data)
+            return b""  # CLOSE, CLOSING, CLOSED, ERROR
+        return b""
+
+    @override
+    async def write(self, data: bytes) -> None:
+        if self.is_closing:
+            raise ConnectionClosedError(f"{self._peer}: websocket is closed")
+        try:
+            await self.ws.send_bytes(data)
+        except (OSError, RuntimeError, aiohttp.ClientError) as exc:
+            raise ConnectionClosedError(f"{self._peer}: write failed: {exc!r}") from exc
+
+    @override
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self.ws.close()
+        except Exception as exc:
+            _LOGGER.debug("%s: websocket close failed: %r", self._peer, exc)
+        if self._client_session is not None:
+            with contextlib.suppress(Exception):
+                await self._client_session.close()
+
+
+async def open_websocket(
+    url: str,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    ssl: ssl.SSLContext | bool = True,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_msg_size: int = DEFAULT_WS_MAX_FRAME,
+) -> WebSocketTransport:
+    """Connect to ``url`` (``ws://host:port/iotmp`` or ``wss://...``) with subprotocol ``iotmp``.
+
+    ``session`` is the caller's :class:`aiohttp.ClientSession` (not closed by
+    the transport); without one a private session is created and closed with
+    the transport. ``ssl`` is passed to aiohttp: ``True`` verifies, ``False``
+    accepts any certificate (like the reference clients), or an SSLContext.
+    Raises :class:`ConnectionClosedError` on failure.
+    """
+    own_session = session is None
+    client = aiohttp.ClientSession() if session is None else session
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await client.ws_connect(
+                url,
+                protocols=(WEBSOCKET_PROTOCOL,),
+                ssl=ssl,
+                autoping=True,
+                max_msg_size=max_msg_size,
+            )
+    except (OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        if own_session:
+            await client.close()
+        raise ConnectionClosedError(f"cannot open websocket {url}: {exc!r}") from exc
+    except BaseException:
+        if own_session:
+            await client.close()
+        raise
+    if ws.protocol != WEBSOCKET_PROTOCOL:
+        _LOGGER.debug("%s: server did not confirm subprotocol %r", url, WEBSOCKET_PROTOCOL)
+    return WebSocketTransport(
+        ws,
+        peer=url,
+        secure=url.lower().startswith("wss:"),
+        client_session=client if own_session else None,
+    )
+
+
+# --- accepting non-UTF-8 TEXT frames on the server side ----------------------
+#
+# aiohttp closes the connection (1007) when a TEXT frame is not valid UTF-8.
+# Recent aiohttp has ``decode_text=False`` to deliver TEXT frames as bytes; we
+# use it when the installed version has it. Older versions (3.11, shipped by
+# Home Assistant 2025.4) get a byte-level shim instead: it sits in front of
+# aiohttp's frame parser and rewrites the opcode of TEXT frames to BINARY
+# before aiohttp sees them. Only the opcode nibble of the first header byte
+# changes (masking covers the payload, not the header), so lengths, masks and
+# control frames are untouched and aiohttp's parser does everything else.
+
+_SUPPORTS_DECODE_TEXT: Final = (
+    "decode_text" in inspect.signature(web.WebSocketResponse.__init__).parameters
+)
+
+_OPCODE_TEXT: Final = 0x1
+_OPCODE_BINARY: Final = 0x2
+
+
+class _TextAsBinaryShim:
+    """Wraps aiohttp's WebSocket frame parser; turns TEXT frames into BINARY ones.
+
+    Tracks frame boundaries in the raw byte stream with a tiny state machine
+    (header bytes are parsed one at a time, payload bytes are skipped), so it
+    works whatever way the bytes are split across ``feed_data`` calls.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._header = bytearray()  # header bytes of the current frame so far
+        self._header_len = 2  # grows once the length byte is known
+        self._skip = 0  # payload bytes left in the current frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def feed_eof(self) -> Any:
+        return self._inner.feed_eof()
+
+    def feed_data(self, data: bytes) -> Any:
+        buf = bytearray(data)
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            byte = buf[pos]
+            if not self._header and byte & 0x0F == _OPCODE_TEXT:
+                byte = (byte & 0xF0) | _OPCODE_BINARY
+                buf[pos] = byte
+            self._header.append(byte)
+            pos += 1
+            if len(self._header) == 2:
+                length7 = self._header[1] & 0x7F
+                masked = bool(self._header[1] & 0x80)
+                extra = 2 if length7 == 126 else 8 if length7 == 127 else 0
+                self._header_len = 2 + extra + (4 if masked else 0)
+            if len(self._header) >= 2 and len(self._header) == self._header_len:
+                length7 = self._header[1] & 0x7F
+                if length7 == 126:
+                    self._skip = int.from_bytes(self._header[2:4], "big")
+                elif length7 == 127:
+                    self._skip = int.from_bytes(self._header[2:10], "big")
+                else:
+                    self._skip = length7
+                self._header.clear()
+                self._header_len = 2
+        return self._inner.feed_data(bytes(buf))
+
+
+class _LegacyWebSocketResponse(web.WebSocketResponse):
+    """WebSocketResponse for aiohttp without ``decode_text``: installs the shim.
+
+    Relies on aiohttp 3.11 internals (``RequestHandler._payload_parser`` and
+    ``_message_tail``); newer versions take the ``decode_text`` path instead.
+    """
+
+    def _post_start(self, request: web.BaseRequest, *args: Any, **kwargs: Any) -> Any:
+        protocol: Any = request.protocol
+        # Bytes that arrived right behind the upgrade request would be fed to
+        # aiohttp's parser inside _post_start; hold them back for the shim.
+        tail = getattr(protocol, "_message_tail", b"")
+        if tail:
+            protocol._message_tail = b""
+        result = super()._post_start(request, *args, **kwargs)
+        parser = getattr(protocol, "_payload_parser", None)
+        if parser is None:
+            _LOGGER.warning("cannot accept non-UTF-8 TEXT frames with this aiohttp version")
+            if tail:
+                protocol._message_tail = tail
+            return result
+        shim = _TextAsBinaryShim(parser)
+        protocol._payload_parser = shim
+        if tail:
+            shim.feed_data(tail)
+        return result
+
+
+def create_websocket_response(*, max_msg_size: int = DEFAULT_WS_MAX_FRAME) -> web.WebSocketResponse:
+    """Make a server-side WebSocketResponse (subprotocol ``iotmp``, raw TEXT frames)."""
+    kwargs: dict[str, Any] = {
+        "protocols": (WEBSOCKET_PROTOCOL,),
+        "compress": False,
+        "max_msg_size": max_msg_size,
+        "autoping": True,
+    }
+    if _SUPPORTS_DECODE_TEXT:
+        kwargs["decode_text"] = False
+        return web.WebSocketResponse(**kwargs)
+    return _LegacyWebSocketResponse(**kwargs)
+
+
+async def accept_websocket(
+    request: web.Request, *, max_msg_size: int = DEFAULT_WS_MAX_FRAME
+) -> WebSocketTransport:
+    """Complete the WebSocket handshake for ``request`` and return the transport.
+
+    The caller must keep its aiohttp handler running until the transport is
+    closed, then return ``transport.ws`` (see :func:`websocket_handler`).
+    """
+    ws = create_websocket_response(max_msg_size=max_msg_size)
+    await ws.prepare(request)
+    remote = request.remote or "?"
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    peer = _format_peer(peername) if peername else remote
+    return WebSocketTransport(ws, peer=peer, secure=request.secure)
+
+
+def websocket_handler(
+    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    *,
+    max_msg_size: int = DEFAULT_WS_MAX_FRAME,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Build an aiohttp handler to mount at :data:`WEBSOCKET_PATH`.
+
+    ``on_connection(transport)`` runs for the whole life of the connection
+    (typically: create a server :class:`~.session.Session`, ``accept``, then
+    ``wait_closed``). The transport is closed when it returns or raises.
+
+    Example::
+
+        app.router.add_get(WEBSOCKET_PATH, websocket_handler(serve_device))
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        transport = await accept_websocket(request, max_msg_size=max_msg_size)
+        try:
+            await on_connection(transport)
+        except Exception:
+            _LOGGER.exception("%s: websocket connection handler failed", transport.peer)
+        finally:
+            await transport.close()
+        assert isinstance(transport.ws, web.WebSocketResponse)
+        return transport.ws
+
+    return handle
+
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "WEBSOCKET_PATH",
+    "WEBSOCKET_PROTOCOL",
+    "StreamTransport",
+    "Transport",
+    "WebSocketTransport",
+    "accept_websocket",
+    "client_ssl_context",
+    "create_websocket_response",
+    "open_tcp",
+    "open_websocket",
+    "server_ssl_context",
+    "server_transport",
+    "websocket_handler",
+]

@@ -1,0 +1,172 @@
+"""Command line: ``python -m iotmp_server --config FILE`` or ``--demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .app import IotmpServer
+from .certs import cryptography_available, make_self_signed
+from .config import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_TCP_PORT,
+    DEFAULT_TLS_PORT,
+    DEMO_USER,
+    ConfigError,
+    ServerConfig,
+    default_demo_file,
+    demo_config,
+    demo_document,
+    load_config,
+    new_demo_secrets,
+    read_demo_secrets,
+    validate,
+    write_private_json,
+)
+
+_LOGGER = logging.getLogger("iotmp_server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="iotmp_server",
+        description="Local IOTMP server with a Thinger.io-compatible REST + WebSocket API.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", "-c", type=Path, help="configuration file (YAML or JSON)")
+    source.add_argument(
+        "--demo", action="store_true", help="run with a generated demo configuration"
+    )
+    parser.add_argument(
+        "--demo-file",
+        type=Path,
+        default=None,
+        help=f"where --demo writes its settings (default {default_demo_file()})",
+    )
+    parser.add_argument("--host", help="address to bind (overrides the config)")
+    parser.add_argument("--http-port", type=int, help="HTTP port (overrides the config)")
+    parser.add_argument("--tcp-port", type=int, help="device TCP port (overrides the config)")
+    parser.add_argument("--tls-port", type=int, help="device TLS port (overrides the config)")
+    parser.add_argument(
+        "--no-tls", action="store_true", help="--demo: no TLS listener (no certificate)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if args.host is not None:
+        changes["host"] = args.host
+    if args.http_port is not None:
+        changes["http_port"] = args.http_port
+    if args.tcp_port is not None:
+        changes["tcp_port"] = args.tcp_port
+    if args.tls_port is not None:
+        changes["tls_port"] = args.tls_port
+    return changes
+
+
+def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
+    """Demo configuration, the demo file path and the secrets (reused if present)."""
+    demo_file: Path = args.demo_file or default_demo_file()
+    demo_secrets = read_demo_secrets(demo_file) or new_demo_secrets()
+    tls_cert = tls_key = None
+    if not args.no_tls and cryptography_available():
+        cert = demo_file.parent / "demo-cert.pem"
+        key = demo_file.parent / "demo-key.pem"
+        if not (cert.exists() and key.exists()):
+            make_self_signed(cert, key)
+        tls_cert, tls_key = str(cert), str(key)
+    config = demo_config(
+        demo_secrets,
+        host=args.host or "127.0.0.1",
+        http_port=args.http_port if args.http_port is not None else DEFAULT_HTTP_PORT,
+        tcp_port=args.tcp_port if args.tcp_port is not None else DEFAULT_TCP_PORT,
+        tls_port=args.tls_port if args.tls_port is not None else DEFAULT_TLS_PORT,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    return config, demo_file, demo_secrets
+
+
+async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
+    """Start the server and run until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    demo_file: Path | None = None
+    demo_secrets: Any = None
+    try:
+        if args.demo:
+            config, demo_file, demo_secrets = prepare_demo(args)
+        else:
+            config = load_config(args.config)
+            changes = _overrides(args)
+            if changes:
+                config = validate(replace(config, **changes))
+    except (ConfigError, OSError) as exc:
+        print(f"iotmp_server: {exc}", file=sys.stderr)
+        return 2
+
+    server = IotmpServer(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"iotmp_server: cannot listen: {exc}", file=sys.stderr)
+        return 1
+
+    if demo_file is not None:
+        token = server.issue_token(DEMO_USER, jti=demo_secrets.token_id)
+        document = demo_document(
+            server.config,
+            demo_secrets,
+            http_url=server.http_url,
+            tcp_port=server.tcp_port,
+            tls_port=server.tls_port,
+            token=token,
+        )
+        write_private_json(demo_file, document)
+        print(f"demo settings written to {demo_file}", flush=True)
+        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {token}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    signals: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                signals.append(sig)
+    try:
+        await stop.wait()
+    finally:
+        _LOGGER.info("shutting down")
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Application WebSockets: device resource streams and account events.
+
+* ``/v3/users/{u}/devices/{d}/resources`` -- multiplexed: control frames
+  ``{"resource", "interval", "enabled"}`` (interval in seconds, 0 = pushes and
+  echoes only; ``enabled: false`` unsubscribes; re-sending reconfigures) and
+  ``{"resource", "payload"}`` (write the payload to the resource).
+* ``/v3/users/{u}/devices/{d}/resources/{resource}?interval=N`` -- one resource;
+  frames ``{"payload": value}`` write to it.
+* ``/v1/users/{u}/events`` (flat regex filters) and ``/v2/users/{u}/events``
+  (``{"event", "filters", "params"}`` subscriptions, acknowledged with
+  ``{"success": true, "registered": {...}}``).
+
+Data frames are ``{"resource", "signal": "data", "payload"}`` or, with
+``websocket_frames: legacy``, ``{"resource", "out"|"in"}``. A device stream the
+device refuses is reported as ``{"resource", "signal": "error", "payload":
+{"error": {"message"}}}`` (signal style only). The server pings after 60 s of
+silence (aiohttp heartbeat) and closes an unresponsive socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import WSMsgType, web
+
+from .http_api import ApiError, DeviceOps, authorize, dumps
+from .registry import DeviceState, now_ms
+from .streams import Subscription
+
+if TYPE_CHECKING:
+    from .app import IotmpServer
+
+_LOGGER = logging.getLogger(__name__)
+
+HEARTBEAT: Final = 60.0
+QUEUE_SIZE: Final = 1024
+MAX_INTERVAL: Final = 7 * 24 * 3600.0
+CONTROL_MAX_SIZE: Final = 1024 * 1024
+
+
+class AppSocket:
+    """One application WebSocket: an outgoing queue and a sender task."""
+
+    def __init__(self, manager: AppSockets, ws: web.WebSocketResponse, name: str) -> None:
+        self.manager = manager
+        self.ws = ws
+        self.name = name
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._dropped = False
+        self._sender: asyncio.Task[None] | None = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a frame (dropped with one log line when the client is too slow)."""
+        if self.ws.closed:
+            return
+        try:
+            self._queue.put_nowait(dumps(frame))
+        except asyncio.QueueFull:
+            if not self._dropped:
+                _LOGGER.warning("%s: client too slow, dropping frames", self.name)
+                self._dropped = True
+
+    async def _send_loop(self) -> None:
+        while True:
+            text = await self._queue.get()
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError) as exc:
+                _LOGGER.debug("%s: send failed: %r", self.name, exc)
+                return
+
+    async def run(self) -> None:
+        """Serve the socket until the client or the server closes it."""
+        self._sender = asyncio.get_running_loop().create_task(
+            self._send_loop(), name=f"iotmp-ws-send {self.name}"
+        )
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._handle_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    self._handle_text(bytes(msg.data).decode("utf-8", "replace"))
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.closed()
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    def _handle_text(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            self.send_error("malformed JSON frame")
+            return
+        try:
+            self.handle(frame)
+        except ApiError as exc:
+            self.send_error(exc.message)
+
+    def send_error(self, message: str) -> None:
+        """Report a bad client frame."""
+        self.send({"error": {"message": message}})
+
+    def handle(self, frame: Any) -> None:
+        """Process one client frame (override)."""
+
+    def closed(self) -> None:
+        """Clean up after the socket closed (override)."""
+
+    async def close(self) -> None:
+        """Close from the server side (shutdown)."""
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=1001, message=b"server shutting down")
+
+
+def _parse_interval(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(400, "interval must be a number of seconds")
+    if not 0 <= value <= MAX_INTERVAL:
+        raise ApiError(400, "interval out of range")
+    return float(value)
+
+
+class ResourceSocket(AppSocket):
+    """A device's resource stream socket (multiplexed, or fixed to one resource)."""
+
+    def __init__(
+        self,
+        manager: AppSockets,
+        ws: web.WebSocketResponse,
+        state: DeviceState,
+        fixed_resource: str | None = None,
+    ) -> None:
+        super().__init__(manager, ws, f"ws {state.user}/{state.id}")
+        self.state = state
+        self.fixed_resource = fixed_resource
+        self.subscriptions: dict[str, Subscription] = {}
+
+    def frame(self, resource: str, value: Any) -> dict[str, Any]:
+        """Build a data frame in the configured style."""
+        if self.manager.server.config.websocket_frames == "legacy":
+            key = "in" if self.state.resource_fn(resource) == 2 else "out"
+            return {"resource": resource, key: value}
+        return {"resource": resource, "signal": "data", "payload": value}
+
+    def _deliver(self, resource: str, value: Any) -> None:
+        self.send(self.frame(resource, value))
+
+    def _fail(self, resource: str, message: str) -> None:
+        if self.manager.server.config.websocket_frames != "legacy":
+            self.send(
+                {
+                    "resource": resource,
+                    "signal": "error",
+                    "payload": {"error": {"message": message}},
+                }
+            )
+
+    def subscribe(self, resource: str, interval: float) -> None:
+        """Add or reconfigure the subscription to ``resource``."""
+        hub = self.manager.server.hub
+        sub = self.subscriptions.get(resource)
+        if sub is None:
+            sub = Subscription(self.state.id, resource, interval, self._deliver, self._fail)
+            self.subscriptions[resource] = sub
+        else:
+            sub.interval = interval
+        hub.subscribe(sub)
+
+    def unsubscribe(self, resource: str) -> None:
+        """Drop the subscription to ``resource``."""
+        sub = self.subscriptions.pop(resource, None)
+        if sub is not None:
+            self.manager.server.hub.unsubscribe(sub)
+
+    def handle(self, frame: Any) -> None:
+        """Subscribe, unsubscribe or write, as the frame says."""
+        if not isinstance(frame, dict):
+            raise ApiError(400, "expected a JSON object")
+        resource = frame.get("resource", self.fixed_resource)
+        if not isinstance(resource, str) or not resource:
+            raise ApiError(400, "missing resource")
+        if self.fixed_resource is not None and resource != self.fixed_resource:
+            raise ApiError(400, "this socket streams one resource only")
+        if "payload" in frame and "interval" not in frame and "enabled" not in frame:
+            self.manager.server.spawn(self._write(resource, frame["payload"]))
+            return
+        if frame.get("enabled", True) is False:
+            self.unsubscribe(resource)
+            return
+        self.subscribe(resource, _parse_interval(frame.get("interval", 0)))
+
+    async def _write(self, resource: str, value: Any) -> None:
+        ops = DeviceOps(self.manager.server)
+        try:
+            await ops.write(self.state, resource, value)
+        except ApiError as exc:
+            self._fail(resource, exc.message)
+
+    def closed(self) -> None:
+        """Drop every subscription of this socket."""
+        for resource in list(self.subscriptions):
+            self.unsubscribe(resource)
+
+
+class _Filter:
+    """One events subscription: regexes over the event frame's fields."""
+
+    def __init__(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.patterns: dict[str, re.Pattern[str] | str] = {"event": _compile(event)}
+        for key, value in filters.items():
+            self.patterns[str(key)] = _compile(str(value))
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        for key, pattern in self.patterns.items():
+            value = event.get(key)
+            if value is None:
+                return False
+            text = str(value)
+            if isinstance(pattern, str):
+                if text != pattern:
+                    return False
+            elif pattern.fullmatch(text) is None:
+                return False
+        return True
+
+
+def _compile(text: str) -> re.Pattern[str] | str:
+    try:
+        return re.compile(text)
+    except re.error:
+        return text  # not a valid regex: compare literally
+
+
+class EventSocket(AppSocket):
+    """Account events (``device_state_change``) for one user."""
+
+    def __init__(
+        self, manager: AppSockets, ws: web.WebSocketResponse, user: str, version: int
+    ) -> None:
+        super().__init__(manager, ws, f"events v{version} {user}")
+        self.user = user
+        self.version = version
+        self.filters: list[_Filter] = []
+
+    def handle(self, frame: Any) -> None:
+        """Register (v2: add, v1: replace) or unregister a subscription."""
+        if not isinstance(frame, dict) or not isinstance(frame.get("event"), str):
+            if self.version == 2:
+                self.send({"success": False, "error": {"message": 'expected {"event": ...}'}})
+                return
+            raise ApiError(400, 'expected {"event": ...}')
+        event = frame["event"]
+        if self.version == 1:
+            filters = {k: v for k, v in frame.items() if k != "event"}
+            self.filters = [_Filter(event, filters, frame)]
+            return
+        raw_filters = frame.get("filters") or {}
+        if not isinstance(raw_filters, dict):
+            self.send({"success": False, "error": {"message": "filters must be an object"}})
+            return
+        key = json.dumps({"event": event, "filters": raw_filters}, sort_keys=True)
+        self.filters = [
+            f
+            for f in self.filters
+            if json.dumps(
+                {"event": f.raw["event"], "filters": f.raw.get("filters") or {}}, sort_keys=True
+            )
+            != key
+        ]
+        if frame.get("enabled", True) is False:
+            self.send({"success": True, "unregistered": {"event": event, "filters": raw_filters}})
+            return
+        self.filters.append(_Filter(event, raw_filters, frame))
+        self.send({"success": True, "registered": {"event": event, "filters": raw_filters}})
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """Send ``event`` if a subscription matches it."""
+        if any(f.matches(event) for f in self.filters):
+            self.send(event)
+
+
+class AppSockets:
+    """Creates, tracks and closes the server's application WebSockets."""
+
+    def __init__(self, server: IotmpServer) -> None:
+        self.server = server
+        self.sockets: set[AppSocket] = set()
+
+    def _ws(self) -> web.WebSocketResponse:
+        return web.WebSocketResponse(
+            heartbeat=HEARTBEAT, max_msg_size=CONTROL_MAX_SIZE, autoping=True
+        )
+
+    async def _serve(self, socket: AppSocket, request: web.Request) -> web.WebSocketResponse:
+        await socket.ws.prepare(request)
+        self.sockets.add(socket)
+        try:
+            await socket.run()
+        finally:
+            self.sockets.discard(socket)
+        return socket.ws
+
+    async def device_socket(self, request: web.Request) -> web.StreamResponse:
+        """``/v3/users/{u}/devices/{d}/resources`` (multiplexed)."""
+        state = self._device(request)
+        socket = ResourceSocket(self, self._ws(), state)
+        return await self._serve(socket, request)
+
+    async def resource_socket(self, request: web.Request) -> web.StreamResponse:
+        """``/v3/users/{u}/devices/{d}/resources/{resource}?interval=N``."""
+        state = self._device(request)
+        resource = request.match_info["resource"]
+        raw = request.query.get("interval")
+        try:
+            interval = _parse_interval(float(raw) if raw else 0.0)
+        except ValueError:
+            raise ApiError(400, "interval must be a number of seconds") from None
+        socket = ResourceSocket(self, self._ws(), state, fixed_resource=resource)
+        await socket.ws.prepare(request)
+        self.sockets.add(socket)
+        socket.subscribe(resource, interval)
+        try:
+            await socket.run()
+        finally:
+            self.sockets.discard(socket)
+        return socket.ws
+
+    def _device(self, request: web.Request) -> DeviceState:
+        user = request.match_info["user"]
+        authorize(self.server, request, user)
+        return DeviceOps(self.server).device(user, request.match_info["device"])
+
+    def events_handler(self, version: int) -> Callable[[web.Request], Any]:
+        """Build the handler of ``/v{version}/users/{user}/events``."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            user = request.match_info["user"]
+            authorize(self.server, request, user)
+            socket = EventSocket(self, self._ws(), user, version)
+            return await self._serve(socket, request)
+
+        return handle
+
+    def device_state_changed(self, state: DeviceState, connected: bool) -> None:
+        """Registry listener: send ``device_state_change`` to matching event sockets."""
+        event = {
+            "event": "device_state_change",
+            "user": state.user,
+            "device": state.id,
+            "ts": state.connection_ts or now_ms(),
+            "state": "connected" if connected else "disconnected",
+        }
+        for socket in list(self.sockets):
+            if isinstance(socket, EventSocket) and socket.user == state.user:
+                socket.offer(event)
+
+    async def close_all(self) -> None:
+        """Close every application WebSocket (server shutdown)."""
+        sockets = list(self.sockets)
+        if sockets:
+            await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+
+
+__all__ = ["AppSocket", "AppSockets", "EventSocket", "ResourceSocket"]

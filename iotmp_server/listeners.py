@@ -1,0 +1,252 @@
+"""Device listeners (TCP, TLS, WebSocket ``/iotmp``) and the life of a device connection.
+
+For every accepted connection: IOTMP CONNECT (credentials from the config;
+failed logins from one address are answered progressively later, and the
+server closes the socket itself after an ERROR), then DESCRIBE of the whole
+device, then the device is marked online until its session ends (peer close,
+garbage, oversized frame, keep-alive timeout after ``ka * 1.15`` s of
+silence, or replacement by a newer connection of the same device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from custom_components.iotmp.protocol.errors import (
+    AuthenticationError,
+    IotmpError,
+)
+from custom_components.iotmp.protocol.limits import Limits
+from custom_components.iotmp.protocol.session import Role, Session, SessionConfig
+from custom_components.iotmp.protocol.transport import (
+    Transport,
+    accept_websocket,
+    server_ssl_context,
+    server_transport,
+)
+
+from .device_link import DeviceLink, peer_host
+from .registry import DeviceState
+
+if TYPE_CHECKING:
+    from .app import IotmpServer
+
+_LOGGER = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 15.0
+_QUIET_REASONS = ("protocol error", "keep-alive timeout")  # the session logged these
+
+
+class DeviceGateway:
+    """Accepts device connections on every transport and runs their lifecycle."""
+
+    def __init__(self, server: IotmpServer) -> None:
+        self.server = server
+        self._sessions: set[Session] = set()
+        self._transports: set[Transport] = set()
+        self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
+        self._generation: dict[str, int] = {}
+        self._pending: dict[str, Session] = {}
+        self.closing = False
+
+    # -- listeners -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the TCP (and TLS) listeners."""
+        config = self.server.config
+        self.closing = False
+        if config.tcp_port is not None:
+            self._tcp = await asyncio.start_server(
+                self._on_stream, config.host, config.tcp_port, reuse_address=True
+            )
+        if config.tls_enabled:
+            assert config.tls_cert is not None and config.tls_port is not None
+            context = server_ssl_context(config.tls_cert, config.tls_key)
+            self._tls = await asyncio.start_server(
+                self._on_stream,
+                config.host,
+                config.tls_port,
+                ssl=context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                reuse_address=True,
+            )
+
+    @staticmethod
+    def _port(server: asyncio.Server | None) -> int | None:
+        if server is None or not server.sockets:
+            return None
+        return int(server.sockets[0].getsockname()[1])
+
+    @property
+    def tcp_port(self) -> int | None:
+        """Bound TCP port (None when not listening)."""
+        return self._port(self._tcp)
+
+    @property
+    def tls_port(self) -> int | None:
+        """Bound TLS port (None when not listening)."""
+        return self._port(self._tls)
+
+    async def stop(self) -> None:
+        """Stop listening and close every device connection."""
+        self.closing = True
+        for listener in (self._tcp, self._tls):
+            if listener is not None:
+                listener.close()
+        sessions = list(self._sessions)
+        await asyncio.gather(
+            *(s.close("server shutting down") for s in sessions), return_exceptions=True
+        )
+        transports = list(self._transports)
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+        for listener in (self._tcp, self._tls):
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(5):
+                        await listener.wait_closed()
+        self._tcp = self._tls = None
+
+    async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = server_transport(reader, writer)
+        try:
+            await self.serve(transport)
+        except Exception:
+            _LOGGER.exception("%s: device connection failed", transport.peer)
+        finally:
+            await transport.close()
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """Serve ``/iotmp`` (devices over WebSocket)."""
+        transport = await accept_websocket(
+            request, max_msg_size=self.server.config.max_message_size + 64
+        )
+        try:
+            await self.serve(transport)
+        except Exception:
+            _LOGGER.exception("%s: device websocket failed", transport.peer)
+        finally:
+            await transport.close()
+        ws = transport.ws
+        assert isinstance(ws, web.WebSocketResponse)
+        return ws
+
+    # -- one connection ------------------------------------------------------------
+
+    def _session_config(self) -> SessionConfig:
+        config = self.server.config
+        return SessionConfig(
+            keep_alive=config.keep_alive,
+            request_timeout=config.request_timeout,
+            handshake_timeout=HANDSHAKE_TIMEOUT,
+            limits=Limits(max_message_size=config.max_message_size),
+            concurrent_requests=True,
+        )
+
+    async def serve(self, transport: Transport) -> None:
+        """Run one device connection from CONNECT to close."""
+        if self.closing:
+            await transport.close()
+            return
+        self._transports.add(transport)
+        session = Session(
+            transport,
+            Role.SERVER,
+            config=self._session_config(),
+            name=f"device {transport.peer}",
+        )
+        self._sessions.add(session)
+        try:
+            await self._serve_session(session, transport)
+        finally:
+            self._sessions.discard(session)
+            self._transports.discard(transport)
+            if not session.is_closed:
+                await session.close("connection handler ended")
+
+    async def _serve_session(self, session: Session, transport: Transport) -> None:
+        address = peer_host(transport.peer)
+        accepted: list[DeviceState] = []
+        throttle = self.server.throttle
+        registry = self.server.registry
+
+        async def authenticate(user: str, device: str, credential: str, _params: Any) -> bool:
+            state = registry.authenticate(user, device, credential)
+            if state is None:
+                delay = throttle.failure_delay(address)
+                _LOGGER.info(
+                    "device login refused: user %r device %r from %s (%d failures, delay %.1f s)",
+                    user,
+                    device,
+                    address,
+                    throttle.failures(address),
+                    delay,
+                )
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                return False
+            throttle.success(address)
+            accepted.append(state)
+            return True
+
+        try:
+            await session.accept(authenticate, timeout=HANDSHAKE_TIMEOUT)
+        except AuthenticationError:
+            return  # answered ERROR and closed by the session
+        except IotmpError as exc:
+            _LOGGER.debug("%s: handshake failed: %r", transport.peer, exc)
+            return
+        state = accepted[0]
+        device_id = state.id
+        generation = self._generation.get(device_id, 0) + 1
+        self._generation[device_id] = generation
+
+        # A newer connection replaces the old one (and any still describing).
+        pending = self._pending.pop(device_id, None)
+        if pending is not None:
+            self.server.spawn(pending.close("replaced by a newer connection"))
+        old = state.link
+        if old is not None:
+            if registry.detach(state, old):
+                self.server.hub.device_disconnected(device_id)
+                _LOGGER.info("device %s: replaced by a new connection from %s", device_id, address)
+            self.server.spawn(old.close("replaced by a newer connection"))
+
+        link = DeviceLink(device_id, session, self.server.config.request_timeout)
+        self._pending[device_id] = session
+        try:
+            description = await link.describe()
+        except IotmpError as exc:
+            if session.is_closed:
+                return
+            _LOGGER.warning("device %s: DESCRIBE failed (%s); resources unknown", device_id, exc)
+            state.description = None
+            state.resources = {}
+        else:
+            state.set_description(description)
+        finally:
+            if self._pending.get(device_id) is session:
+                del self._pending[device_id]
+        if session.is_closed or self._generation.get(device_id) != generation or self.closing:
+            return
+        registry.attach(state, link)
+        self.server.hub.device_connected(device_id)
+        _LOGGER.info(
+            "device %s (%s) connected from %s over %s",
+            device_id,
+            state.user,
+            address,
+            transport.kind,
+        )
+        reason = await session.wait_closed()
+        if registry.detach(state, link):
+            self.server.hub.device_disconnected(device_id)
+            if any(reason.startswith(q) for q in _QUIET_REASONS):
+                _LOGGER.debug("device %s disconnected: %s", device_id, reason)
+            else:
+                _LOGGER.info("device %s disconnected: %s", device_id, reason)

@@ -1,0 +1,235 @@
+"""Known devices, their connection state and their cached descriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import DeviceConfig
+
+if TYPE_CHECKING:
+    from .device_link import DeviceLink
+
+_LOGGER = logging.getLogger(__name__)
+
+StateListener = Callable[["DeviceState", bool], None]
+"""Called with (device, connected) after every connect and disconnect."""
+
+
+def now_ms() -> int:
+    """Return the current time in milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def flatten_description(description: Any) -> dict[str, int | None]:
+    """Resource name -> ``fn`` from a whole-device DESCRIBE answer.
+
+    Accepts the current flat form (``{"a/b": {"fn": 3}}``) and the legacy
+    nested form (``{"a": {"/": {"b": {"al": 0, "fn": 3}}}}``), joining nested
+    names with ``/``. Entries without a usable ``fn`` map to None.
+    """
+    result: dict[str, int | None] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for name, entry in node.items():
+            if not isinstance(name, str):
+                continue
+            full = f"{prefix}/{name}" if prefix else name
+            fn: int | None = None
+            if isinstance(entry, dict):
+                raw_fn = entry.get("fn")
+                if isinstance(raw_fn, int) and not isinstance(raw_fn, bool):
+                    fn = raw_fn
+                children = entry.get("/")
+                if isinstance(children, dict):
+                    walk(full, children)
+                    if "fn" not in entry:
+                        continue
+            result[full] = fn
+
+    walk("", description)
+    return result
+
+
+@dataclass(eq=False)
+class DeviceState:
+    """A configured device and what the server currently knows about it."""
+
+    config: DeviceConfig
+    created_ms: int = field(default_factory=now_ms)
+    link: DeviceLink | None = None
+    connection_ts: int | None = None
+    ip_address: str | None = None
+    transport: str | None = None
+    description: dict[str, Any] | None = None
+    resources: dict[str, int | None] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
+    _connected_event: asyncio.Event | None = None
+
+    @property
+    def id(self) -> str:
+        """The device id."""
+        return self.config.id
+
+    @property
+    def user(self) -> str:
+        """The owning user."""
+        return self.config.user
+
+    @property
+    def connected(self) -> bool:
+        """Whether a live, authenticated session is attached."""
+        return self.link is not None
+
+    def set_description(self, description: Any) -> None:
+        """Cache a whole-device DESCRIBE answer."""
+        if isinstance(description, dict):
+            self.description = description
+            self.resources = flatten_description(description)
+        else:
+            self.description = {}
+            self.resources = {}
+
+    def resource_fn(self, name: str) -> int | None:
+        """``fn`` of a resource from the cached description (None if unknown)."""
+        return self.resources.get(name)
+
+    def has_resource(self, name: str) -> bool:
+        """Whether the cached description lists ``name``."""
+        return name in self.resources
+
+    def record(self) -> dict[str, Any]:
+        """Return the device as the REST API shows it (list item / device record)."""
+        connection: dict[str, Any] = {"active": self.connected}
+        if self.connection_ts is not None:
+            connection["ts"] = self.connection_ts
+        if self.connected and self.ip_address:
+            connection["ip_address"] = self.ip_address
+        if self.connected and self.transport:
+            connection["security"] = "TLS" if self.transport in ("tls", "wss") else ""
+        return {
+            "device": self.config.id,
+            "name": self.config.name,
+            "description": self.config.description,
+            "type": self.config.type,
+            "enabled": self.config.enabled,
+            "user": self.config.user,
+            "created": self.created_ms,
+            "modified": self.created_ms,
+            "connection": connection,
+        }
+
+
+class DeviceRegistry:
+    """All configured devices, keyed by id (ids are unique across users)."""
+
+    def __init__(self, devices: tuple[DeviceConfig, ...] | list[DeviceConfig] = ()) -> None:
+        self._devices: dict[str, DeviceState] = {}
+        self._listeners: list[StateListener] = []
+        for device in devices:
+            self.add(device)
+
+    def __iter__(self) -> Iterator[DeviceState]:
+        return iter(list(self._devices.values()))
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def add(self, config: DeviceConfig) -> DeviceState:
+        """Register a device (or update the configuration of a known one)."""
+        state = self._devices.get(config.id)
+        if state is None:
+            state = DeviceState(config)
+            self._devices[config.id] = state
+        else:
+            state.config = config
+        return state
+
+    def get(self, device_id: str) -> DeviceState | None:
+        """Return the device with this id, if configured."""
+        return self._devices.get(device_id)
+
+    def for_user(self, user: str) -> list[DeviceState]:
+        """Return the user's devices, in configuration order."""
+        return [d for d in self._devices.values() if d.config.user == user]
+
+    def online(self) -> list[str]:
+        """Ids of the connected devices."""
+        return [d.id for d in self._devices.values() if d.connected]
+
+    def authenticate(self, user: Any, device_id: Any, credential: Any) -> DeviceState | None:
+        """Return the device if the CONNECT credentials are right, else None."""
+        if not (
+            isinstance(user, str) and isinstance(device_id, str) and isinstance(credential, str)
+        ):
+            return None
+        state = self._devices.get(device_id)
+        if state is None or state.config.user != user or not state.config.enabled:
+            return None
+        if not hmac.compare_digest(
+            state.config.credential.encode("utf-8"), credential.encode("utf-8")
+        ):
+            return None
+        return state
+
+    # -- connection state -------------------------------------------------
+
+    def add_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener(device, connected)`` on every state change; returns a remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def attach(self, state: DeviceState, link: DeviceLink) -> None:
+        """Mark ``state`` connected through ``link`` and notify listeners."""
+        state.link = link
+        state.connection_ts = now_ms()
+        state.ip_address = link.peer_address
+        state.transport = link.transport_kind
+        if state._connected_event is not None:
+            state._connected_event.set()
+        self._notify(state, True)
+
+    def detach(self, state: DeviceState, link: DeviceLink) -> bool:
+        """Mark ``state`` disconnected if ``link`` is still its session."""
+        if state.link is not link:
+            return False
+        state.link = None
+        state.connection_ts = now_ms()
+        state._connected_event = None
+        self._notify(state, False)
+        return True
+
+    def _notify(self, state: DeviceState, connected: bool) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(state, connected)
+            except Exception:
+                _LOGGER.exception("device state listener failed")
+
+    async def wait_connected(
+        self,
+        device_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> DeviceState:
+        """Wait until ``device_id`` is connected (TimeoutError after ``timeout`` s)."""
+        state = self._devices.get(device_id)
+        if state is None:
+            raise KeyError(device_id)
+        async with asyncio.timeout(timeout):
+            while not state.connected:
+                if state._connected_event is None or state._connected_event.is_set():
+                    state._connected_event = asyncio.Event()
+                await state._connected_event.wait()
+        return state

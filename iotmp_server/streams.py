@@ -1,0 +1,307 @@
+"""Stream hub: one device stream per (device, resource), shared by all app subscribers.
+
+Every application subscription (a resource WebSocket asking for ``resource`` at
+``interval`` seconds) is a :class:`Subscription`. All subscriptions to the same
+device resource share ONE device stream whose interval is the greatest common
+divisor of theirs (milliseconds towards the device; 0 = pushes only). Each
+subscriber is served at its own rate: a sample is delivered when its interval
+has elapsed since its last delivery (half a device period of slack absorbs
+jitter); interval-0 subscribers get every sample. The first sample after a
+(re)subscription is always delivered: it is the device's stream echo.
+
+The device stream is re-configured (STOP + START) when the subscriber set
+changes in a way that needs it, stopped when the last subscriber leaves,
+forgotten (not stopped) when the device disconnects and started again when it
+reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from custom_components.iotmp.protocol.errors import IotmpError, RemoteError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class StreamLink(Protocol):
+    """What the hub needs from a connected device (see :class:`.device_link.DeviceLink`)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the device session ended."""
+
+    async def start_stream(
+        self, resource: str, interval_ms: int, on_data: Callable[[Any], None]
+    ) -> object:
+        """Open a device stream; returns a handle for :meth:`stop_stream`."""
+
+    async def stop_stream(self, handle: object) -> None:
+        """Close a device stream opened by :meth:`start_stream`."""
+
+
+LinkLookup = Callable[[str], StreamLink | None]
+"""device id -> the device's live link, or None while it is offline."""
+
+
+class Subscription:
+    """One application subscriber of one device resource.
+
+    ``deliver(resource, value)`` queues a data frame; ``fail(resource,
+    message)`` reports that the device refused the stream. Both must not block.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        resource: str,
+        interval: float,
+        deliver: Callable[[str, Any], None],
+        fail: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.resource = resource
+        self.interval = max(0.0, float(interval))
+        self._deliver = deliver
+        self._fail = fail
+        self.pending_first = True
+        self.last_delivery: float | None = None
+        self.deliveries = 0
+
+    @property
+    def interval_ms(self) -> int:
+        """The interval in whole milliseconds (what the device is asked for)."""
+        return round(self.interval * 1000)
+
+    def offer(self, value: Any, now: float, slack: float, *, force: bool = False) -> None:
+        """Deliver ``value`` if this subscriber is due (or ``force``)."""
+        due = (
+            force
+            or self.pending_first
+            or self.interval == 0
+            or self.last_delivery is None
+            or now - self.last_delivery >= self.interval - slack
+        )
+        if not due:
+            return
+        if not force or self.pending_first:
+            self.last_delivery = now
+        self.pending_first = False
+        self.deliveries += 1
+        try:
+            self._deliver(self.resource, value)
+        except Exception:
+            _LOGGER.exception("stream subscriber failed to take a frame")
+
+    def failed(self, message: str) -> None:
+        """Tell the subscriber the device stream could not be opened."""
+        if self._fail is not None:
+            try:
+                self._fail(self.resource, message)
+            except Exception:
+                _LOGGER.exception("stream subscriber failed to take an error")
+
+
+class ResourceStream:
+    """The shared device stream of one (device, resource) and its subscribers."""
+
+    def __init__(self, hub: StreamHub, device_id: str, resource: str) -> None:
+        self.hub = hub
+        self.device_id = device_id
+        self.resource = resource
+        self.subscribers: list[Subscription] = []
+        self.handle: object | None = None
+        self.link: StreamLink | None = None
+        self.interval_ms: int | None = None  # interval the device stream runs with
+        self.starts = 0
+        self._dirty = False
+        self._restart = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def desired_interval_ms(self) -> int | None:
+        """GCD of the subscribers' intervals in ms (None without subscribers)."""
+        if not self.subscribers:
+            return None
+        result = 0
+        for sub in self.subscribers:
+            result = math.gcd(result, sub.interval_ms)
+        return result
+
+    def schedule(self, *, restart: bool = False) -> None:
+        """Bring the device stream in line with the subscribers (in the background)."""
+        self._dirty = True
+        self._restart = self._restart or restart
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._reconcile(), name=f"iotmp-stream {self.device_id}/{self.resource}"
+            )
+            self.hub._tasks.add(self._task)
+            self._task.add_done_callback(self.hub._tasks.discard)
+
+    def forget_device_stream(self) -> None:
+        """Forget the device stream: the device went away and its stream ids are dead."""
+        self.handle = None
+        self.link = None
+        self.interval_ms = None
+
+    async def _reconcile(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            restart, self._restart = self._restart, False
+            link = self.hub._lookup(self.device_id)
+            if self.link is not None and (self.link is not link or self.link.closed):
+                self.forget_device_stream()
+            desired = self.desired_interval_ms
+            if link is None or link.closed:
+                continue
+            if desired is None:
+                if self.handle is not None:
+                    await self._stop(link)
+                continue
+            if self.handle is not None and not restart and desired == self.interval_ms:
+                continue
+            if self.handle is not None:
+                await self._stop(link)
+            await self._start(link, desired)
+        if not self.subscribers and self.handle is None:
+            self.hub._drop(self)
+
+    async def _stop(self, link: StreamLink) -> None:
+        handle, self.handle = self.handle, None
+        self.interval_ms = None
+        self.link = None
+        if handle is None:
+            return
+        try:
+            await link.stop_stream(handle)
+        except IotmpError as exc:
+            _LOGGER.debug("%s/%s: stop stream: %r", self.device_id, self.resource, exc)
+
+    async def _start(self, link: StreamLink, interval_ms: int) -> None:
+        holder: list[object] = []
+        early: list[Any] = []
+
+        def on_data(value: Any) -> None:
+            if not holder:
+                early.append(value)  # the echo can beat start_stream's return
+            elif self.handle is holder[0]:
+                self._dispatch(value)
+
+        try:
+            handle = await link.start_stream(self.resource, interval_ms, on_data)
+        except RemoteError as exc:
+            message = _remote_message(exc, "device refused the stream")
+            _LOGGER.debug("%s/%s: start stream: %s", self.device_id, self.resource, message)
+            for sub in list(self.subscribers):
+                sub.failed(message)
+            return
+        except IotmpError as exc:
+            _LOGGER.debug("%s/%s: start stream: %r", self.device_id, self.resource, exc)
+            if not link.closed:
+                for sub in list(self.subscribers):
+                    sub.failed("device did not open the stream")
+            return
+        holder.append(handle)
+        self.handle = handle
+        self.link = link
+        self.interval_ms = interval_ms
+        self.starts += 1
+        self.hub.device_streams_started += 1
+        for value in early:
+            self._dispatch(value)
+
+    def _dispatch(self, value: Any, *, force: bool = False) -> None:
+        now = self.hub.clock()
+        slack = (self.interval_ms or 0) / 2000.0
+        for sub in list(self.subscribers):
+            sub.offer(value, now, slack, force=force)
+
+
+def _remote_message(exc: RemoteError, default: str) -> str:
+    payload = exc.payload
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return str(payload["error"])
+    if isinstance(payload, str) and payload:
+        return payload
+    return default
+
+
+class StreamHub:
+    """All shared device streams of a server."""
+
+    def __init__(self, lookup: LinkLookup, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lookup = lookup
+        self.clock = clock
+        self._streams: dict[tuple[str, str], ResourceStream] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.device_streams_started = 0
+
+    def stream(self, device_id: str, resource: str) -> ResourceStream | None:
+        """Return the shared stream of a device resource, if anyone subscribed."""
+        return self._streams.get((device_id, resource))
+
+    def subscribe(self, sub: Subscription) -> None:
+        """Add (or re-add, to reconfigure) a subscription; its next frame is the echo."""
+        key = (sub.device_id, sub.resource)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = ResourceStream(self, sub.device_id, sub.resource)
+            self._streams[key] = stream
+        if sub not in stream.subscribers:
+            stream.subscribers.append(sub)
+        sub.pending_first = True
+        stream.schedule(restart=True)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscription; the device stream follows."""
+        stream = self._streams.get((sub.device_id, sub.resource))
+        if stream is None or sub not in stream.subscribers:
+            return
+        stream.subscribers.remove(sub)
+        stream.schedule()
+
+    def has_subscribers(self, device_id: str, resource: str) -> bool:
+        """Whether anyone listens to this device resource."""
+        stream = self._streams.get((device_id, resource))
+        return stream is not None and bool(stream.subscribers)
+
+    def push(self, device_id: str, resource: str, value: Any) -> None:
+        """Send ``value`` to every subscriber of the resource now (write echo)."""
+        stream = self._streams.get((device_id, resource))
+        if stream is not None:
+            stream._dispatch(value, force=True)
+
+    def device_connected(self, device_id: str) -> None:
+        """Start the device streams of every subscribed resource of the device."""
+        for (dev, _), stream in list(self._streams.items()):
+            if dev == device_id:
+                stream.forget_device_stream()
+                for sub in stream.subscribers:
+                    sub.pending_first = True
+                stream.schedule(restart=True)
+
+    def device_disconnected(self, device_id: str) -> None:
+        """Forget the device streams of the device (subscriptions stay)."""
+        for (dev, _), stream in list(self._streams.items()):
+            if dev == device_id:
+                stream.forget_device_stream()
+
+    def _drop(self, stream: ResourceStream) -> None:
+        key = (stream.device_id, stream.resource)
+        if self._streams.get(key) is stream and not stream.subscribers:
+            del self._streams[key]
+
+    async def close(self) -> None:
+        """Cancel background work (device streams die with their sessions)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._streams.clear()

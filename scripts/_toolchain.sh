@@ -1,0 +1,161 @@
+# shellcheck shell=bash
+# Shared settings and helpers for scripts/setup and scripts/test.
+# Sourced, not executed. Nothing here changes the machine by itself.
+#
+# Two test legs:
+#   minimum  Python 3.13.0 (pyenv) + Home Assistant 2025.4.4   -> host venv
+#   latest   Python >= 3.14.2      + Home Assistant 2026.10.4  -> host venv if the
+#            machine has python3.14 >= 3.14.2, otherwise a venv inside a Debian
+#            "forky" root filesystem entered with chroot (Debian 12 has no 3.14).
+#
+# Environment knobs:
+#   IOTMP_CACHE          cache dir for venvs and the rootfs (default ~/.cache/iotmp-ha)
+#   IOTMP_PYTHON_MIN     interpreter for the minimum leg (default: pyenv's 3.13.0)
+#   IOTMP_PYTHON_LATEST  interpreter (>= 3.14.2) for the latest leg on the host
+#   IOTMP_LATEST_MODE    "host" or "chroot" to force how the latest leg runs
+#   IOTMP_DEBIAN_MIRROR  Debian mirror for the rootfs (default: the host's apt source)
+
+IOTMP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+IOTMP_CACHE=${IOTMP_CACHE:-$HOME/.cache/iotmp-ha}
+
+MIN_PY_VERSION=3.13.0
+MIN_VENV=$IOTMP_CACHE/venv-min
+MIN_REQS=$IOTMP_ROOT/requirements_test_min.txt
+
+LATEST_PY_MIN=3.14.2
+LATEST_REQS=$IOTMP_ROOT/requirements_test.txt
+HOST_LATEST_VENV=$IOTMP_CACHE/venv-latest
+FORKY=$IOTMP_CACHE/forky
+FORKY_VENV=/opt/iotmp/venv-latest          # path *inside* the rootfs
+FORKY_READY=$FORKY/.iotmp-forky-ready      # written only after a complete build
+# Debian packages inside the rootfs. libc6-dev because recommends are skipped
+# and gcc needs it to build any sdist that has no 3.14 wheel.
+FORKY_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev ca-certificates"
+
+log() {
+    if [[ -t 2 ]]; then
+        printf '\033[1m[%s]\033[0m %s\n' "${IOTMP_LOG_TAG:-iotmp}" "$*" >&2
+    else
+        printf '[%s] %s\n' "${IOTMP_LOG_TAG:-iotmp}" "$*" >&2
+    fi
+}
+die() { log "ERROR: $*"; exit 1; }
+
+# py_at_least PYTHON X.Y.Z -> success if PYTHON runs and is >= X.Y.Z
+py_at_least() {
+    local want=$2
+    "$1" -c "import sys; sys.exit(0 if sys.version_info[:3] >= tuple(map(int, '$want'.split('.'))) else 1)" \
+        >/dev/null 2>&1
+}
+
+py_version() { "$1" -c 'import platform; print(platform.python_version())' 2>/dev/null; }
+
+# Interpreter for the minimum leg (exactly 3.13.0: the lowest Python we support).
+min_python() {
+    if [[ -n ${IOTMP_PYTHON_MIN:-} ]]; then
+        echo "$IOTMP_PYTHON_MIN"
+    elif command -v pyenv >/dev/null 2>&1; then
+        PYENV_VERSION=$MIN_PY_VERSION pyenv which python3 2>/dev/null
+    fi
+}
+
+# A host interpreter >= 3.14.2 for the latest leg, or nothing.
+host_latest_python() {
+    local candidate
+    for candidate in "${IOTMP_PYTHON_LATEST:-}" python3.14 python3; do
+        [[ -n $candidate ]] || continue
+        candidate=$(command -v "$candidate" 2>/dev/null) || continue
+        if py_at_least "$candidate" "$LATEST_PY_MIN"; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# "host" or "chroot"
+latest_mode() {
+    if [[ -n ${IOTMP_LATEST_MODE:-} ]]; then
+        echo "$IOTMP_LATEST_MODE"
+    elif host_latest_python >/dev/null; then
+        echo host
+    else
+        echo chroot
+    fi
+}
+
+# Stamp of a venv's inputs: the requirements file's hash and the interpreter
+# version. A venv is reinstalled when its recorded stamp differs.
+reqs_stamp() { # REQS PYVERSION
+    echo "$(sha256sum "$1" | cut -d' ' -f1) python-$2"
+}
+
+# Environment for processes inside the rootfs: a clean base plus whatever the
+# host sets for package downloads (pip proxy, index, certificates) and tests.
+forky_env() {
+    [[ -n ${FORKY_ENV_DONE:-} ]] && return 0
+    local var
+    FORKY_ENV=(
+        HOME=/root
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        LANG=C.UTF-8
+        LC_ALL=C.UTF-8
+        TERM="${TERM:-dumb}"
+        DEBIAN_FRONTEND=noninteractive
+    )
+    while IFS= read -r var; do
+        case $var in
+            # a local find-links dir does not exist inside the rootfs
+            PIP_FIND_LINKS) [[ ${!var} == *://* ]] || continue ;;
+        esac
+        FORKY_ENV+=("$var=${!var}")
+    done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy|PYTEST_ADDOPTS|HYPOTHESIS_[A-Z_]+|IOTMP_[A-Z_]+|CI|GITHUB_ACTIONS|FORCE_COLOR|NO_COLOR|COLUMNS)$')
+    FORKY_ENV_DONE=1
+}
+
+# An index configured only in the host's pip.conf (not in the environment) is
+# exported so forky_env passes it on. Slow (runs pip), so only setup calls it.
+export_host_pip_index() {
+    [[ -z ${PIP_INDEX_URL:-} ]] || return 0
+    local index
+    index=$(python3 -m pip config get global.index-url 2>/dev/null || true)
+    if [[ $index == http*://* ]]; then
+        export PIP_INDEX_URL=$index
+    fi
+    return 0
+}
+
+# forky_run CMD [ARGS...]: run CMD inside the rootfs, in the checkout directory
+# (or in $FORKY_CWD), with /proc, /dev and the checkout bind-mounted.
+#
+# The mounts are made in a private mount namespace (unshare), so they vanish when
+# the command exits: nothing stays mounted under the cache (an `rm -rf` of the
+# cache can never reach the host's /dev or the checkout), concurrent runs do not
+# interfere, and mounts never stack. Without unshare we fall back to persistent
+# mounts, checked with `mountpoint -q` first.
+forky_run() {
+    forky_env
+    local cwd=${FORKY_CWD:-$IOTMP_ROOT}
+    local -a inner=(bash -c '
+        set -e
+        F=$1 R=$2 N=$3; shift 3
+        mountpoint -q "$F/proc" || mount --bind /proc "$F/proc"
+        # rbind: /dev/shm and /dev/pts are separate mounts (multiprocessing needs shm)
+        mountpoint -q "$F/dev" || mount --rbind /dev "$F/dev"
+        mkdir -p "$F$R"
+        mountpoint -q "$F$R" || mount --bind "$R" "$F$R"
+        ENVS=("${@:1:N}"); shift "$N"
+        C=$1; shift
+        exec chroot "$F" /usr/bin/env -i "${ENVS[@]}" /bin/sh -c "cd \"\$0\" && exec \"\$@\"" "$C" "$@"
+    ' _ "$FORKY" "$IOTMP_ROOT" "${#FORKY_ENV[@]}" "${FORKY_ENV[@]}" "$cwd" "$@")
+    if unshare --mount --propagation private true 2>/dev/null; then
+        unshare --mount --propagation private "${inner[@]}"
+    else
+        "${inner[@]}"
+    fi
+}
+
+# Mount points below DIR in the current mount namespace (deepest first).
+mounts_below() {
+    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r
+}

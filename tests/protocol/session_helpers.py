@@ -1,0 +1,181 @@
+"""Helpers shared by the session / transport / device tests.
+
+A minimal IOTMP server made from :mod:`custom_components.iotmp.protocol.session`
+(TCP, TLS or WebSocket) and a raw TCP peer that speaks exact bytes. The
+fixtures that create and clean them up are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from custom_components.iotmp.protocol.codec import MessageDecoder
+from custom_components.iotmp.protocol.errors import IotmpError
+from custom_components.iotmp.protocol.message import Message
+from custom_components.iotmp.protocol.session import (
+    RequestHandler,
+    Role,
+    Session,
+    SessionConfig,
+)
+from custom_components.iotmp.protocol.transport import (
+    WEBSOCKET_PATH,
+    Transport,
+    server_transport,
+    websocket_handler,
+)
+
+LOCALHOST = "127.0.0.1"
+USER, DEVICE, CREDENTIAL = "alice", "dev1", "s3cret"
+WAIT = 10.0
+"""Generous timeout so a broken test fails instead of hanging (never a speed check)."""
+
+
+Authenticate = Callable[[str, str, str, Any], Any]
+
+
+def default_authenticate(user: str, device: str, credential: str, parameters: Any) -> bool:
+    """Accept exactly the test credentials."""
+    return (user, device, credential) == (USER, DEVICE, CREDENTIAL)
+
+
+@dataclass
+class ServerConnection:
+    """One accepted connection as the test sees it."""
+
+    session: Session
+    error: BaseException | None = None
+
+
+@dataclass
+class IotmpTestServer:
+    """A minimal IOTMP server over TCP, TLS or WebSocket built from Session."""
+
+    kind: str = "tcp"
+    authenticate: Authenticate = default_authenticate
+    config: SessionConfig = field(default_factory=SessionConfig)
+    handler_factory: Callable[[], RequestHandler] = RequestHandler
+    ssl_context: ssl.SSLContext | None = None
+
+    port: int = 0
+    sessions: list[Session] = field(default_factory=list)
+    accepted: asyncio.Queue[Session] = field(default_factory=asyncio.Queue)
+    refused: asyncio.Queue[BaseException] = field(default_factory=asyncio.Queue)
+    _server: asyncio.Server | None = None
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{LOCALHOST}:{self.port}{WEBSOCKET_PATH}"
+
+    async def start(self) -> IotmpTestServer:
+        if self.kind == "ws":
+            app = web.Application()
+            app.router.add_get(WEBSOCKET_PATH, websocket_handler(self.serve))
+            self._runner = web.AppRunner(app, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, LOCALHOST, 0, ssl_context=self.ssl_context)
+            await site.start()
+            self.port = self._runner.addresses[0][1]
+        else:
+
+            async def on_connect(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+            ) -> None:
+                await self.serve(server_transport(reader, writer))
+
+            self._server = await asyncio.start_server(
+                on_connect, LOCALHOST, 0, ssl=self.ssl_context
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def serve(self, transport: Transport) -> None:
+        """Run one server session for its whole life."""
+        session = Session(
+            transport, Role.SERVER, config=self.config, handler=self.handler_factory()
+        )
+        self.sessions.append(session)
+        try:
+            await session.accept(self.authenticate)
+        except IotmpError as exc:
+            self.refused.put_nowait(exc)
+            return
+        self.accepted.put_nowait(session)
+        await session.wait_closed()
+
+    async def next_session(self) -> Session:
+        """The next session that passed CONNECT."""
+        async with asyncio.timeout(WAIT):
+            return await self.accepted.get()
+
+    async def next_refusal(self) -> BaseException:
+        """The next refused / failed CONNECT."""
+        async with asyncio.timeout(WAIT):
+            return await self.refused.get()
+
+    async def stop(self) -> None:
+        for session in self.sessions:
+            await session.close("test server stopped")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class RawPeer:
+    """A raw TCP client: write exact bytes, read exact bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawPeer:
+        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+        return cls(reader, writer)
+
+    async def send_hex(self, hex_bytes: str) -> None:
+        self.writer.write(bytes.fromhex(hex_bytes.replace(" ", "")))
+        await self.writer.drain()
+
+    async def read_exactly(self, count: int) -> bytes:
+        async with asyncio.timeout(WAIT):
+            return await self.reader.readexactly(count)
+
+    async def read_hex(self, hex_bytes: str) -> None:
+        """Read len(expected) bytes and assert they are exactly ``hex_bytes``."""
+        expected = bytes.fromhex(hex_bytes.replace(" ", ""))
+        got = await self.read_exactly(len(expected))
+        assert got.hex(" ") == expected.hex(" ")
+
+    async def read_message(self) -> Message:
+        """Read one whole IOTMP message (type and size as single-byte varints
+        are the common case, but varints of any length are handled)."""
+        decoder = MessageDecoder()
+        async with asyncio.timeout(WAIT):
+            while True:
+                byte = await self.reader.readexactly(1)
+                messages = decoder.feed(byte)
+                if messages:
+                    assert len(messages) == 1
+                    return messages[0]
+
+    async def wait_eof(self) -> bytes:
+        """Read until the server closes; returns what arrived before EOF."""
+        async with asyncio.timeout(WAIT):
+            return await self.reader.read()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
