@@ -84,10 +84,18 @@ latest_mode() {
     fi
 }
 
-# Stamp of a venv's inputs: the requirements file's hash and the interpreter
-# version. A venv is reinstalled when its recorded stamp differs.
+# Stamp of a venv's inputs: a hash of the requirements file and of the files it
+# includes with -c/-r, plus the interpreter version. A venv is reinstalled when
+# its recorded stamp differs.
 reqs_stamp() { # REQS PYVERSION
-    echo "$(sha256sum "$1" | cut -d' ' -f1) python-$2"
+    local reqs=$1 dir f
+    dir=$(dirname "$reqs")
+    {
+        cat "$reqs"
+        for f in $(awk '$1 == "-c" || $1 == "-r" { print $2 }' "$reqs"); do
+            cat "$dir/$f"
+        done
+    } | sha256sum | cut -d' ' -f1 | sed "s/\$/ python-$2/"
 }
 
 # Environment for processes inside the rootfs: a clean base plus whatever the

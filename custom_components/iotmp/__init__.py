@@ -1,4 +1,12 @@
-"""The iotmp integration: IOTMP devices through a Thinger.io-compatible server."""
+"""The iotmp integration: IOTMP devices through a Thinger.io-compatible server.
+
+The package also carries the HA-free protocol, client and mapping modules, which other
+programs import (``custom_components.iotmp.protocol`` runs this file first). So this
+module imports only Home Assistant, ``const`` and ``services`` at load time; the connection manager
+is imported when Home Assistant sets an entry up. (Home
+Assistant imports ``config_flow`` and ``diagnostics``, and with them the manager, in
+its import executor together with this package, so nothing is imported in the loop.)
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,9 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, PLATFORMS
+from .services import async_setup_services
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - the modules load lazily (see async_setup_entry)
     from homeassistant.helpers.device_registry import DeviceEntry
 
     from .coordinator import IotmpConfigEntry
@@ -20,8 +29,6 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the integration's actions (they exist even with no entry loaded)."""
-    from .services import async_setup_services  # noqa: PLC0415
-
     async_setup_services(hass)
     return True
 

@@ -123,7 +123,7 @@ class FlowError(Exception):
 
 
 def entry_unique_id(url: str, account: str) -> str:
-    """Unique id of an entry: server host (with explicit port) and account."""
+    """Return the unique id of an entry: server host (with explicit port) and account."""
     parsed = URL(url)
     host = (parsed.host or "").lower()
     if parsed.explicit_port is not None:
@@ -182,9 +182,7 @@ def _devices_schema(
         {
             vol.Required(CONF_ALL_DEVICES, default=all_devices): BooleanSelector(),
             vol.Optional(CONF_DEVICES, default=selected): SelectSelector(
-                SelectSelectorConfig(
-                    options=options, multiple=True, mode=SelectSelectorMode.LIST
-                )
+                SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
             ),
         }
     )
@@ -280,15 +278,11 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
 
     # --------------------------------------------------------------- user flow
 
-    async def async_step_user(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose how to sign in: an access token or username and password."""
         return self.async_show_menu(step_id="user", menu_options=["token", "password"])
 
-    async def async_step_token(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_token(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Server URL, access token and TLS switch."""
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -370,10 +364,8 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
 
     # ------------------------------------------------------------------ reauth
 
-    async def async_step_reauth(
-        self, entry_data: Mapping[str, Any]
-    ) -> ConfigFlowResult:
-        """The server refused the stored credentials."""
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start a reauth: the server refused the stored credentials."""
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(
@@ -398,9 +390,7 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
                 **credentials,
             )
             if data is not None:
-                await self.async_set_unique_id(
-                    entry_unique_id(data[CONF_URL], data[CONF_ACCOUNT])
-                )
+                await self.async_set_unique_id(entry_unique_id(data[CONF_URL], data[CONF_ACCOUNT]))
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
                 return self._async_update_and_reload(entry, data, "reauth_successful")
         if password_method:
@@ -514,9 +504,7 @@ class IotmpOptionsFlow(OptionsFlow):
     def _save(self, **changes: Any) -> ConfigFlowResult:
         return self.async_create_entry(data={**self.config_entry.options, **changes})
 
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change."""
         if self.config_entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="not_loaded")
@@ -651,7 +639,11 @@ class IotmpOptionsFlow(OptionsFlow):
         }
         current: dict[str, Any] = all_overrides.get(device_id, {}).get(resource, {})
         device_classes = sorted(
-            {device_class for platform in platforms for device_class in device_classes_for(platform)}
+            {
+                device_class
+                for platform in platforms
+                for device_class in device_classes_for(platform)
+            }
         )
         errors: dict[str, str] = {}
         placeholders = {"device": device.name, "resource": resource, "notes": ""}

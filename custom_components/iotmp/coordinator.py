@@ -24,7 +24,8 @@ from homeassistant.exceptions import (
     ConfigEntryNotReady,
     HomeAssistantError,
 )
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
@@ -46,6 +47,7 @@ from .client import (
     ResourceInfo,
 )
 from .const import (
+    AUTH_PASSWORD,
     CONF_ALL_DEVICES,
     CONF_AUTH_METHOD,
     CONF_DEVICE_CLASS,
@@ -57,7 +59,6 @@ from .const import (
     CONF_REFRESH_TOKEN,
     CONF_UNIT,
     CONF_UPDATE_INTERVAL,
-    AUTH_PASSWORD,
     CONNECTIVITY_KEY,
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
@@ -148,11 +149,8 @@ def value_at(value: Any, path: Iterable[str]) -> Any:
 def merged_value(base: Any, path: tuple[str, ...], changes: Mapping[str, Any]) -> Any:
     """Copy of ``base`` with ``changes`` applied to the object at ``path``.
 
-    With an empty ``path`` and a single change under the key ``""`` the whole value is
-    replaced (a scalar input). Missing intermediate objects are created.
+    Missing intermediate objects are created (and a base that is no object is replaced).
     """
-    if not path and set(changes) == {""}:
-        return changes[""]
     root: Any = copy.deepcopy(base) if isinstance(base, dict) else {}
     target = root
     for part in path:
@@ -232,9 +230,9 @@ class IotmpManager:
 
     def overrides(self, device_id: str) -> dict[str, ResourceOverride]:
         """Per-resource overrides chosen in the options flow for one device."""
-        raw: Mapping[str, Mapping[str, Any]] = self.entry.options.get(
-            CONF_OVERRIDES, {}
-        ).get(device_id, {})
+        raw: Mapping[str, Mapping[str, Any]] = self.entry.options.get(CONF_OVERRIDES, {}).get(
+            device_id, {}
+        )
         return {
             resource: ResourceOverride(
                 platform=item.get(CONF_PLATFORM) or None,
@@ -261,7 +259,7 @@ class IotmpManager:
 
     @callback
     def registry_device(self, device_id: str) -> dr.DeviceEntry | None:
-        """The device-registry entry of an IOTMP device of this entry, if any."""
+        """Return the device-registry entry of an IOTMP device of this entry, if any."""
         identifier = (DOMAIN, self.device_identifier(device_id))
         for dev_entry in dr.async_entries_for_config_entry(
             dr.async_get(self.hass), self.entry.entry_id
@@ -343,10 +341,6 @@ class IotmpManager:
         await asyncio.gather(*closers, return_exceptions=True)
         await self._async_save_cache()
 
-    async def async_remove_store(self) -> None:
-        """Delete the description cache (the entry was removed)."""
-        await self._store.async_remove()
-
     # -------------------------------------------------------------- listeners
 
     @callback
@@ -398,7 +392,7 @@ class IotmpManager:
         return self.server_available and device is not None and device.connected
 
     def value(self, device_id: str, spec: EntitySpec) -> Any:
-        """Current value for an entity spec (``None`` when unknown)."""
+        """Return the current value for an entity spec (``None`` when unknown)."""
         device = self.devices.get(device_id)
         if device is None:
             return None
@@ -409,17 +403,16 @@ class IotmpManager:
 
     # --------------------------------------------------------------- commands
 
-    async def async_write(
-        self, device_id: str, resource: str, value: Any = ABSENT
-    ) -> Any:
+    async def async_write(self, device_id: str, resource: str, value: Any = ABSENT) -> Any:
         """Write an input / run a resource; raise a translated error when it fails."""
         placeholders = {"device": device_id, "resource": resource}
         try:
             result = await self.client.write(device_id, resource, value)
         except IotmpNotFoundError as err:
-            key = {True: "device_offline", False: "resource_not_found"}.get(
-                err.device_offline, "not_found"
-            )
+            if err.device_offline is None:
+                key = "not_found"
+            else:
+                key = "device_offline" if err.device_offline else "resource_not_found"
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key=key,
@@ -461,9 +454,9 @@ class IotmpManager:
                 translation_placeholders={**placeholders, "error": str(err)},
             ) from err
         device = self.devices.get(device_id)
-        if device is not None and (info := device.resources.get(resource)) is not None:
-            if info.fn == 4:
-                await self._async_refresh_resource(device, resource, result)
+        info = device.resources.get(resource) if device is not None else None
+        if device is not None and info is not None and info.fn == 4:
+            await self._async_refresh_resource(device, resource, result)
         return result
 
     async def async_write_fields(
@@ -574,9 +567,7 @@ class IotmpManager:
         cached = {
             "name": device.name,
             "model": device.model,
-            "resources": {
-                name: _info_to_cache(info) for name, info in device.resources.items()
-            },
+            "resources": {name: _info_to_cache(info) for name, info in device.resources.items()},
         }
         old = self._cache.setdefault("devices", {}).get(device.device_id)
         if old is None or _cache_shape(old) != _cache_shape(cached):
@@ -626,9 +617,7 @@ class IotmpManager:
             dev_reg.async_update_device(entry.id, via_device_id=self.hub_device_id)
 
     @callback
-    def _async_add_entities(
-        self, device: IotmpDevice, only_platform: str | None = None
-    ) -> None:
+    def _async_add_entities(self, device: IotmpDevice, only_platform: str | None = None) -> None:
         """Hand entities for new specs of a device to their (loaded) platforms."""
         if self.hub_device_id is not None:
             self._async_ensure_registry_device(device)
@@ -660,8 +649,8 @@ class IotmpManager:
         for ent in er.async_entries_for_device(
             ent_reg, dev_entry.id, include_disabled_entities=True
         ):
-            if ent.config_entry_id != self.entry.entry_id:
-                continue
+            if ent.platform != DOMAIN:
+                continue  # another integration's entity attached to this device
             if (ent.domain, ent.unique_id) in expected:
                 continue
             LOGGER.debug("Removing entity %s: no longer described", ent.entity_id)
@@ -761,7 +750,7 @@ class IotmpManager:
             except IotmpAuthError:
                 self._async_auth_failed()
                 return
-            except Exception:  # noqa: BLE001 - a stream must never die silently
+            except Exception:
                 LOGGER.exception("Stream %s stopped unexpectedly; restarting", what)
                 await asyncio.sleep(STREAM_RESTART_DELAY)
                 continue
@@ -867,8 +856,8 @@ class IotmpManager:
 
     @callback
     def _async_set_server_available(self, available: bool) -> None:
-        if available == self.server_available:
-            return
+        if available == self.server_available or self.hass.is_stopping:
+            return  # no burst of state writes while Home Assistant shuts down
         self.server_available = available
         url = self.entry.data[CONF_URL]
         if available:
@@ -943,9 +932,7 @@ def create_client(hass: HomeAssistant, entry: IotmpConfigEntry) -> IotmpApiClien
     verify_ssl = bool(entry.data.get(CONF_VERIFY_SSL, True))
     session = async_get_clientsession(hass, verify_ssl=verify_ssl)
     refresher: Callable[[], Awaitable[str]] | None = None
-    if entry.data.get(CONF_AUTH_METHOD) == AUTH_PASSWORD and entry.data.get(
-        CONF_REFRESH_TOKEN
-    ):
+    if entry.data.get(CONF_AUTH_METHOD) == AUTH_PASSWORD and entry.data.get(CONF_REFRESH_TOKEN):
         refresher = TokenRefresher(hass, entry).async_refresh
     return IotmpApiClient(
         session,

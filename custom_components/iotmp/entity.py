@@ -81,10 +81,6 @@ class IotmpControlEntity(IotmpEntity):
             return
         await self.async_write_fields(self.spec.path[:-1], {self.spec.path[-1]: value})
 
-    async def async_write_fields(
-        self, path: tuple[str, ...], changes: Mapping[str, Any]
-    ) -> None:
+    async def async_write_fields(self, path: tuple[str, ...], changes: Mapping[str, Any]) -> None:
         """Write several fields of the object at ``path`` inside the input at once."""
-        await self.manager.async_write_fields(
-            self.device_id, self.spec.resource, path, changes
-        )
+        await self.manager.async_write_fields(self.device_id, self.spec.resource, path, changes)

@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.components.light import (
-    ATTR_BRIGHTNESS,
-    ATTR_RGB_COLOR,
-    ColorMode,
-    LightEntity,
-)
+from homeassistant.components.light import ATTR_BRIGHTNESS, ATTR_RGB_COLOR, LightEntity
+from homeassistant.components.light.const import ColorMode
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpControlEntity
-from .mapping import EntitySpec
+from .mapping import EntitySpec, LightSpec
 
 # One command at a time per entity; the state comes back on the stream.
 PARALLEL_UPDATES = 1
@@ -48,18 +44,16 @@ class IotmpLight(IotmpControlEntity, LightEntity):
     def __init__(self, manager: IotmpManager, device_id: str, spec: EntitySpec) -> None:
         """Pick the one colour mode the resource supports best."""
         super().__init__(manager, device_id, spec)
-        light = spec.light
-        self._on_field = light.on_field if light else None
-        self._brightness_field = light.brightness_field if light else None
-        self._rgb_fields = tuple(light.rgb_fields) if light and light.rgb_fields else None
-        self._brightness_max = float(light.brightness_max) if light else 255.0
+        light = spec.light or LightSpec(color_modes=frozenset({"onoff"}))
+        self._on_field = light.on_field
+        self._brightness_field = light.brightness_field
+        self._rgb_fields = light.rgb_fields
+        self._brightness_max = float(light.brightness_max)
         self._plain = (
-            self._on_field is None
-            and self._brightness_field is None
-            and self._rgb_fields is None
+            self._on_field is None and self._brightness_field is None and self._rgb_fields is None
         )
         """A boolean input: the whole value is on/off."""
-        modes = set(light.color_modes) if light else {"onoff"}
+        modes = light.color_modes
         if "rgb" in modes and self._rgb_fields:
             mode = ColorMode.RGB
         elif "brightness" in modes and self._brightness_field:
@@ -137,9 +131,12 @@ class IotmpLight(IotmpControlEntity, LightEntity):
             elif self._on_field is None and not self.is_on:
                 changes[self._brightness_field] = self._scale_brightness(255)
         if self._rgb_fields is not None:
-            color = rgb
             if self._brightness_field is None:
                 color = self._rgb_for_brightness(rgb, brightness)
+            elif rgb is None and not any(self._rgb or (0, 0, 0)):
+                color = WHITE  # black at any brightness is still dark
+            else:
+                color = rgb
             if color is not None:
                 changes.update(zip(self._rgb_fields, color, strict=True))
         await self.async_write_fields(self.spec.path, changes)
@@ -172,6 +169,8 @@ class IotmpLight(IotmpControlEntity, LightEntity):
         base = rgb or self._rgb or WHITE
         if not any(base):
             base = WHITE
+        if brightness is None and rgb is not None and self.is_on:
+            brightness = self.brightness  # a new colour keeps the current brightness
         if brightness is None:
             return base
         peak = max(base)

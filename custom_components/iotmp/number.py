@@ -9,7 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpControlEntity
-from .mapping import EntitySpec
+from .mapping import EntitySpec, NumberSpec
 from .util import enum_or_none
 
 # One command at a time per entity; the state comes back on the stream.
@@ -35,15 +35,12 @@ class IotmpNumber(IotmpControlEntity, NumberEntity):
         super().__init__(manager, device_id, spec)
         self._attr_device_class = enum_or_none(NumberDeviceClass, spec.device_class)
         self._attr_native_unit_of_measurement = spec.unit
-        if (number := spec.number) is not None:
-            self._attr_native_min_value = float(number.min)
-            self._attr_native_max_value = float(number.max)
-            self._attr_native_step = float(number.step)
-            self._attr_mode = enum_or_none(NumberMode, number.mode) or NumberMode.AUTO
-        else:
-            self._attr_mode = NumberMode.BOX
-        step = spec.number.step if spec.number is not None else 1
-        self._integers = float(step).is_integer()
+        number = spec.number or NumberSpec(min=-1e6, max=1e6, step=1.0, mode="box")
+        self._attr_native_min_value = float(number.min)
+        self._attr_native_max_value = float(number.max)
+        self._attr_native_step = float(number.step)
+        self._attr_mode = enum_or_none(NumberMode, number.mode) or NumberMode.AUTO
+        self._integers = float(number.step).is_integer()
 
     @property
     def native_value(self) -> float | None:

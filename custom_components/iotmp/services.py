@@ -14,12 +14,13 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
 
 from .const import ATTR_DEVICE, ATTR_PAYLOAD, ATTR_RESOURCE, DOMAIN, SERVICE_RUN_RESOURCE
 from .protocol.message import ABSENT
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - imported with the entry setup (see __init__)
     from .coordinator import IotmpManager
 
 RUN_RESOURCE_SCHEMA = vol.Schema(
@@ -32,7 +33,7 @@ RUN_RESOURCE_SCHEMA = vol.Schema(
 
 
 def _resolve_device(hass: HomeAssistant, device_entry_id: str) -> tuple[IotmpManager, str]:
-    """The manager and IOTMP device id behind a device-registry id (or a validation error)."""
+    """Return the manager and IOTMP device id behind a device-registry id."""
     device = dr.async_get(hass).async_get(device_entry_id)
     if device is None:
         raise ServiceValidationError(
@@ -68,9 +69,7 @@ async def _async_run_resource(call: ServiceCall) -> ServiceResponse:
     """Run a resource (with an optional JSON payload) and return the device's output."""
     resource: str = call.data[ATTR_RESOURCE].strip()
     if not resource:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN, translation_key="resource_required"
-        )
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="resource_required")
     manager, device_id = _resolve_device(call.hass, call.data[ATTR_DEVICE])
     payload: Any = call.data.get(ATTR_PAYLOAD, ABSENT)
     output = await manager.async_write(device_id, resource, payload)

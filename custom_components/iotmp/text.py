@@ -25,9 +25,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add text entities for current and future devices."""
-    entry.runtime_data.manager.async_register_platform(
-        Platform.TEXT, IotmpText, async_add_entities
-    )
+    entry.runtime_data.manager.async_register_platform(Platform.TEXT, IotmpText, async_add_entities)
 
 
 class IotmpText(IotmpControlEntity, TextEntity):

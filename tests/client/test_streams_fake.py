@@ -491,3 +491,23 @@ async def test_sends_after_the_socket_died(session: aiohttp.ClientSession) -> No
             )
         finally:
             await stop(stream, task)
+
+
+async def test_many_frames_in_order(session: aiohttp.ClientSession) -> None:
+    """A burst of frames (the benchmark pushes ~1000/s) arrives complete and in order."""
+    frames: list[str | bytes] = [
+        json.dumps({"resource": f"r{i % 7}", "signal": "data", "payload": i}) for i in range(5000)
+    ]
+    script = WsScript(frames)
+    values: list[int] = []
+    async with ws_server(script) as url:
+        client = IotmpApiClient(session, url, TOKEN)
+        stream = client.resource_stream(
+            "lamp", lambda resource, value: values.append(value), lambda up: None
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await wait_for(lambda: len(values) == 5000, timeout=20)
+        finally:
+            await stop(stream, task)
+    assert values == list(range(5000))

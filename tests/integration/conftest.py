@@ -11,6 +11,7 @@ import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_URL, CONF_VERIFY_SSL
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotmp.config_flow import entry_unique_id
@@ -127,7 +128,9 @@ async def loaded_entry(
 
 
 async def wait_for(
-    hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 10.0
+    hass: HomeAssistant,
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,  # noqa: ASYNC109 - a bound on waiting, not an assertion
 ) -> None:
     """Wait until ``predicate()`` holds (the server and devices run in real time)."""
     async with asyncio.timeout(timeout):
@@ -142,3 +145,13 @@ def state_of(hass: HomeAssistant, entity_id: str) -> str | None:
     """State string of an entity, None when it has none."""
     state = hass.states.get(entity_id)
     return None if state is None else state.state
+
+
+def find_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
+    """Registry device with the identifier ``(iotmp, identifier)`` (works on every HA)."""
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identifier) in device.identifiers:
+                return device
+    return None

@@ -178,7 +178,8 @@ async def test_duplicate_aborts(hass: HomeAssistant, server: TestServer) -> None
     make_entry(server).add_to_hass(hass)
     flow_id = await _start(hass, "token")
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {CONF_URL: server.http_url, CONF_TOKEN: server.issue_token(), CONF_VERIFY_SSL: True}
+        flow_id,
+        {CONF_URL: server.http_url, CONF_TOKEN: server.issue_token(), CONF_VERIFY_SSL: True},
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"

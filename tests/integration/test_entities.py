@@ -9,7 +9,8 @@ from homeassistant.components.light import ATTR_BRIGHTNESS, ATTR_RGB_COLOR, Colo
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotmp.client import (
@@ -24,7 +25,7 @@ from custom_components.iotmp.client import (
 from custom_components.iotmp.const import DOMAIN
 from iotmp_devices.testing import TestFleet
 
-from .conftest import state_of, wait_for
+from .conftest import find_device, state_of, wait_for
 
 EXPECTED = {
     # env-sensor
@@ -92,18 +93,18 @@ async def test_entities_for_every_profile(
     assert millis.disabled_by is er.RegistryEntryDisabler.INTEGRATION
     assert millis.entity_category == "diagnostic"
     # Unique ids: entry unique id, device, key.
-    assert by_id["sensor.smart_plug_power"].unique_id == f"{loaded_entry.unique_id}-smart-plug-power"
+    assert (
+        by_id["sensor.smart_plug_power"].unique_id == f"{loaded_entry.unique_id}-smart-plug-power"
+    )
     assert (
         by_id["number.controller_calc_a"].unique_id
         == f"{loaded_entry.unique_id}-controller-calc/in.a"
     )
 
-    hub = device_registry.async_get_device(identifiers={(DOMAIN, loaded_entry.unique_id)})
+    hub = find_device(hass, loaded_entry.unique_id)
     assert hub is not None
     assert hub.entry_type is dr.DeviceEntryType.SERVICE
-    plug = device_registry.async_get_device(
-        identifiers={(DOMAIN, f"{loaded_entry.unique_id}:smart-plug")}
-    )
+    plug = find_device(hass, f"{loaded_entry.unique_id}:smart-plug")
     assert plug is not None
     assert plug.name == "Smart plug"
     assert plug.via_device_id == hub.id
@@ -150,7 +151,9 @@ async def test_switch_commands(
     await wait_for(hass, lambda: state_of(hass, "switch.controller_schedule_enabled") == STATE_OFF)
 
 
-async def test_rgb_lamp(hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet) -> None:
+async def test_rgb_lamp(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet
+) -> None:
     """An on/brightness/rgb object light: one merged write per command."""
     lamp = fleet["rgb-lamp"]
     entity_id = "light.rgb_lamp_light"
@@ -176,7 +179,9 @@ async def test_rgb_lamp(hass: HomeAssistant, loaded_entry: MockConfigEntry, flee
     assert lamp.state["light"] == {"on": True, "brightness": 200, "r": 255, "g": 0, "b": 10}
 
 
-async def test_rgb_strip(hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet) -> None:
+async def test_rgb_strip(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet
+) -> None:
     """An r,g,b-only light: on is any channel above 0, brightness scales the channels."""
     strip = fleet["rgb-strip"]
     entity_id = "light.rgb_strip_rgb"
@@ -188,7 +193,10 @@ async def test_rgb_strip(hass: HomeAssistant, loaded_entry: MockConfigEntry, fle
     await hass.services.async_call("light", "turn_on", {ATTR_ENTITY_ID: entity_id}, blocking=True)
     assert strip.state["rgb"] == {"r": 255, "g": 255, "b": 255}
     await hass.services.async_call(
-        "light", "turn_on", {ATTR_ENTITY_ID: entity_id, ATTR_RGB_COLOR: (0, 128, 255)}, blocking=True
+        "light",
+        "turn_on",
+        {ATTR_ENTITY_ID: entity_id, ATTR_RGB_COLOR: (0, 128, 255)},
+        blocking=True,
     )
     assert strip.state["rgb"] == {"r": 0, "g": 128, "b": 255}
     await wait_for(
@@ -213,7 +221,9 @@ async def test_rgb_strip(hass: HomeAssistant, loaded_entry: MockConfigEntry, fle
     assert strip.state["rgb"] == {"r": 100, "g": 100, "b": 100}
 
 
-async def test_onoff_light(hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet) -> None:
+async def test_onoff_light(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet
+) -> None:
     """A boolean input named led is an on/off light."""
     board = fleet["gpio-board"]
     entity_id = "light.gpio_board_led"
@@ -234,33 +244,46 @@ async def test_number_text_button(
     """Number, text and button commands reach the controller."""
     controller = fleet["controller"]
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.controller_setpoint", "value": 23.5},
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.controller_setpoint", "value": 23.5},
         blocking=True,
     )
     assert controller.state["setpoint"] == 23.5
     await wait_for(hass, lambda: state_of(hass, "number.controller_setpoint") == "23.5")
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.controller_fan_speed", "value": 55},
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.controller_fan_speed", "value": 55},
         blocking=True,
     )
     assert controller.state["fan_speed"] == 55
     assert isinstance(controller.state["fan_speed"], int)
     await hass.services.async_call(
-        "number", "set_value",
-        {ATTR_ENTITY_ID: "number.controller_schedule_start_hour", "value": 8}, blocking=True,
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.controller_schedule_start_hour", "value": 8},
+        blocking=True,
     )
     assert controller.state["schedule"] == {
-        "enabled": True, "start_hour": 8, "end_hour": 22, "label": "weekdays",
+        "enabled": True,
+        "start_hour": 8,
+        "end_hour": 22,
+        "label": "weekdays",
     }
     await wait_for(hass, lambda: state_of(hass, "number.controller_schedule_start_hour") == "8")
     await hass.services.async_call(
-        "text", "set_value", {ATTR_ENTITY_ID: "text.controller_mode", "value": "eco"},
+        "text",
+        "set_value",
+        {ATTR_ENTITY_ID: "text.controller_mode", "value": "eco"},
         blocking=True,
     )
     assert controller.state["mode"] == "eco"
     await wait_for(hass, lambda: state_of(hass, "text.controller_mode") == "eco")
     await hass.services.async_call(
-        "text", "set_value", {ATTR_ENTITY_ID: "text.controller_schedule_label", "value": "all"},
+        "text",
+        "set_value",
+        {ATTR_ENTITY_ID: "text.controller_schedule_label", "value": "all"},
         blocking=True,
     )
     assert controller.state["schedule"]["label"] == "all"
@@ -277,11 +300,15 @@ async def test_input_output_resource(
 ) -> None:
     """Writing an input of an input+output resource updates its outputs."""
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.controller_calc_a", "value": 3},
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.controller_calc_a", "value": 3},
         blocking=True,
     )
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.controller_calc_b", "value": 4},
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.controller_calc_b", "value": 4},
         blocking=True,
     )
     assert fleet["controller"].state["calc"]["in"] == {"a": 3, "b": 4}
@@ -319,6 +346,7 @@ async def test_command_errors(
         )
     assert info.value.translation_domain == DOMAIN
     assert info.value.translation_key == key
+    assert key not in str(info.value)  # the translated message
     assert state_of(hass, "switch.smart_plug_relay") in (STATE_OFF, "unavailable")
     if key == "auth_failed":
         await hass.async_block_till_done()
@@ -327,9 +355,7 @@ async def test_command_errors(
         assert state_of(hass, "switch.smart_plug_relay") == "unavailable"
 
 
-async def test_unknown_values(
-    hass: HomeAssistant, loaded_entry: MockConfigEntry
-) -> None:
+async def test_unknown_values(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
     """Values of the wrong type show as unknown, not as errors."""
     manager = loaded_entry.runtime_data.manager
     device = manager.devices["smart-plug"]

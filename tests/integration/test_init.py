@@ -10,8 +10,9 @@ from unittest.mock import patch
 import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_USERNAME, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.core import CoreState, HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
@@ -31,7 +32,7 @@ from iotmp_devices.fleet import Target
 from iotmp_devices.testing import TestFleet, run_virtual_devices
 from iotmp_server.testing import TestDevice, TestServer
 
-from .conftest import make_entry, setup_entry, state_of, wait_for
+from .conftest import find_device, make_entry, setup_entry, state_of, wait_for
 
 PLUG_SWITCH = "switch.smart_plug_relay"
 PLUG_POWER = "sensor.smart_plug_power"
@@ -167,9 +168,7 @@ async def test_new_device_appears(
     async with run_virtual_devices(server, profiles=["counter"]) as more:
         await more.wait_connected()
         await wait_for(hass, lambda: state_of(hass, COUNTER) not in (None, STATE_UNAVAILABLE))
-        device = dr.async_get(hass).async_get_device(
-            identifiers={(DOMAIN, f"{loaded_entry.unique_id}:counter")}
-        )
+        device = find_device(hass, f"{loaded_entry.unique_id}:counter")
         assert device is not None
         assert loaded_entry.state is ConfigEntryState.LOADED
 
@@ -199,14 +198,13 @@ async def test_device_deleted_on_server(
     hass: HomeAssistant, server: TestServer, loaded_entry: MockConfigEntry
 ) -> None:
     """A device the server no longer lists is removed at the next snapshot."""
-    dev_reg = dr.async_get(hass)
-    ident = (DOMAIN, f"{loaded_entry.unique_id}:lamp")
-    assert dev_reg.async_get_device(identifiers={ident}) is not None
+    ident = f"{loaded_entry.unique_id}:lamp"
+    assert find_device(hass, ident) is not None
     server.add_user("bob")
     server.add_device(TestDevice("lamp", credential="pw", user="bob"))
     await server.stop()
     await server.start()
-    await wait_for(hass, lambda: dev_reg.async_get_device(identifiers={ident}) is None)
+    await wait_for(hass, lambda: find_device(hass, ident) is None)
     assert state_of(hass, "binary_sensor.desk_lamp_connectivity") is None
     assert "lamp" not in loaded_entry.runtime_data.manager.devices
     await wait_for(hass, lambda: state_of(hass, PLUG_SWITCH) == STATE_OFF)
@@ -223,13 +221,11 @@ async def test_remove_stale_device(
     dev_reg = dr.async_get(hass)
     stale = dev_reg.async_get_or_create(
         config_entry_id=loaded_entry.entry_id,
-        identifiers={(DOMAIN, f"{loaded_entry.unique_id}:gone")},
+        identifiers={("other", "x"), (DOMAIN, f"{loaded_entry.unique_id}:gone")},
         name="Gone",
     )
-    live = dev_reg.async_get_device(
-        identifiers={(DOMAIN, f"{loaded_entry.unique_id}:smart-plug")}
-    )
-    hub = dev_reg.async_get_device(identifiers={(DOMAIN, loaded_entry.unique_id)})
+    live = find_device(hass, f"{loaded_entry.unique_id}:smart-plug")
+    hub = find_device(hass, loaded_entry.unique_id)
     assert live is not None
     assert hub is not None
     client = await hass_ws_client(hass)
@@ -374,3 +370,23 @@ async def test_snapshot_retries(
         manager._async_request_refresh("smart-plug")
         await wait_for(hass, lambda: calls >= 2 and manager.server_available)
     assert state_of(hass, PLUG_SWITCH) == STATE_OFF
+
+
+@pytest.mark.profiles("smart_plug")
+async def test_no_state_storm_on_shutdown(
+    hass: HomeAssistant, server: TestServer, loaded_entry: MockConfigEntry
+) -> None:
+    """While Home Assistant stops, a lost server does not rewrite every state."""
+    manager = loaded_entry.runtime_data.manager
+    events = manager._events
+    assert events is not None
+    await wait_for(hass, lambda: events.connected)
+    hass.set_state(CoreState.stopping)
+    try:
+        await server.stop()
+        await wait_for(hass, lambda: not events.connected)
+        # The outage is not acted on: no log line, no rewrite of every entity.
+        assert manager.server_available is True
+    finally:
+        hass.set_state(CoreState.running)
+    await server.start()

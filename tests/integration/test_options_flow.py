@@ -159,9 +159,7 @@ async def test_override_platform(
     assert entity_registry.async_get("light.smart_plug_relay") is None
 
 
-async def test_override_unit_and_class(
-    hass: HomeAssistant, loaded_entry: MockConfigEntry
-) -> None:
+async def test_override_unit_and_class(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
     """A unit that does not fit is explained; a fitting device class is kept."""
     result = await _menu(hass, loaded_entry, "override")
     result = await hass.config_entries.options.async_configure(
@@ -180,7 +178,9 @@ async def test_override_unit_and_class(
     assert loaded_entry.options[CONF_OVERRIDES] == {
         "smart-plug": {"voltage": {"platform": "sensor", "device_class": "voltage", "unit": "mV"}}
     }
-    await wait_for(hass, lambda: state_of(hass, "sensor.smart_plug_voltage") not in (None, "unavailable"))
+    await wait_for(
+        hass, lambda: state_of(hass, "sensor.smart_plug_voltage") not in (None, "unavailable")
+    )
     spec = next(
         spec
         for spec in loaded_entry.runtime_data.manager.devices["smart-plug"].specs

@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from server_helpers import LampState, make_lamp, running_device
+from server_helpers import Lab, make_lamp, running_device
 
-from custom_components.iotmp.protocol.device import Device
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
-
-
-@dataclass
-class Lab:
-    """A server with one connected device ``lamp`` (user ``alice``) and an HTTP session."""
-
-    server: TestServer
-    device: Device
-    state: LampState
-    http: aiohttp.ClientSession
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Authorization header with the server's token."""
-        return {"Authorization": f"Bearer {self.server.token}"}
-
-    def url(self, path: str) -> str:
-        """Absolute URL of an API path."""
-        return self.server.http_url + path
-
-    def dev(self, path: str = "", version: int = 3, device: str = "lamp") -> str:
-        """URL under /v{version}/users/alice/devices/{device}."""
-        return self.url(f"/v{version}/users/{self.server.user}/devices/{device}{path}")
+from iotmp_server.testing import TestDevice, run_test_server
 
 
 @pytest.fixture(autouse=True)

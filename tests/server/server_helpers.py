@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from custom_components.iotmp.protocol.codec import MessageDecoder, encode_message
 from custom_components.iotmp.protocol.device import Device, ResourceError
 from custom_components.iotmp.protocol.message import Message
 from custom_components.iotmp.protocol.session import SessionConfig
+from iotmp_server.testing import TestServer
 
 LOCALHOST = "127.0.0.1"
 WAIT = 5.0
@@ -126,6 +129,29 @@ async def running_device(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+@dataclass
+class Lab:
+    """A server with one connected device ``lamp`` (user ``alice``) and an HTTP session."""
+
+    server: TestServer
+    device: Device
+    state: LampState
+    http: aiohttp.ClientSession
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header with the server's token."""
+        return {"Authorization": f"Bearer {self.server.token}"}
+
+    def url(self, path: str) -> str:
+        """Absolute URL of an API path."""
+        return self.server.http_url + path
+
+    def dev(self, path: str = "", version: int = 3, device: str = "lamp") -> str:
+        """URL under /v{version}/users/alice/devices/{device}."""
+        return self.url(f"/v{version}/users/{self.server.user}/devices/{device}{path}")
 
 
 class RawPeer:

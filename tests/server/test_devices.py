@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import Lab
 from server_helpers import (
     LOCALHOST,
     REF_CONNECT,
     WAIT,
+    Lab,
     RawPeer,
     ReferenceDevice,
     frame_hex,

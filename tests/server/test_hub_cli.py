@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from iotmp_server.__main__ import build_parser, run
 from iotmp_server.streams import StreamHub, Subscription
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeLink:
@@ -207,14 +204,9 @@ async def test_cli_demo(tmp_path: Path, socket_enabled: None) -> None:
         assert await task == 0
 
 
-async def test_cli_bad_config(tmp_path: Path) -> None:
+async def test_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("bogus: 1\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "iotmp_server", "--config", str(bad),
-        cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await proc.communicate()
-    assert proc.returncode == 2
-    assert b"unknown configuration keys" in stderr
+    assert await run(build_parser().parse_args(["--config", str(bad)])) == 2
+    assert "unknown configuration keys" in capsys.readouterr().err
+    assert await run(build_parser().parse_args(["--config", str(tmp_path / "none.json")])) == 2

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Lab
+from server_helpers import Lab
 
 
 async def _get(lab: Lab, url: str, **kwargs: Any) -> tuple[int, Any]:

@@ -8,8 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Lab
-from server_helpers import WAIT, make_lamp, running_device
+from server_helpers import WAIT, Lab, make_lamp, running_device
 
 from custom_components.iotmp.protocol.message import Message, MessageType
 from iotmp_server.testing import TestDevice, run_test_server

@@ -108,9 +108,12 @@ class _Stream:
             self._connect_task.cancel()
         self._cancel_sends()
         ws = self._ws
-        if ws is not None and not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
+        if ws is not None:
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            # aiohttp 3.14 may re-arm the ping timer for frames read while closing.
+            _cancel_heartbeat(ws)
 
     # -- to implement ---------------------------------------------------------------------
 

@@ -186,27 +186,7 @@ def encode_into(value: Any, out: bytearray) -> None:
 def _enc(v: Any, out: bytearray, depth: int) -> None:
     t = type(v)
     if t is dict:
-        if depth >= MAX_ENCODE_DEPTH:
-            raise ValueError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
-        n = len(v)
-        out += _MAP_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_MAP, n)
-        kc = _key_cache
-        depth += 1
-        for k, x in v.items():
-            kb = kc.get(k)
-            out += kb if kb is not None else _key_bytes(k)
-            tx = type(x)
-            if tx is int:
-                out += _UINT[x] if 0 <= x < _TABLE_SIZE else _int_bytes(x)
-            elif tx is str:
-                b = x.encode()
-                n = len(b)
-                out += _STR_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_STR, n)
-                out += b
-            elif tx is float:
-                out += _float_bytes(x)
-            else:
-                _enc(x, out, depth)
+        _enc_map(v, out, depth)
     elif t is str:
         b = v.encode()
         n = len(b)
@@ -217,24 +197,7 @@ def _enc(v: Any, out: bytearray, depth: int) -> None:
     elif t is float:
         out += _float_bytes(v)
     elif t is list or t is tuple:
-        if depth >= MAX_ENCODE_DEPTH:
-            raise ValueError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
-        n = len(v)
-        out += _ARRAY_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_ARRAY, n)
-        depth += 1
-        for x in v:
-            tx = type(x)
-            if tx is int:
-                out += _UINT[x] if 0 <= x < _TABLE_SIZE else _int_bytes(x)
-            elif tx is str:
-                b = x.encode()
-                n = len(b)
-                out += _STR_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_STR, n)
-                out += b
-            elif tx is float:
-                out += _float_bytes(x)
-            else:
-                _enc(x, out, depth)
+        _enc_list(v, out, depth)
     elif v is None:
         out += _NULL
     elif v is True:
@@ -248,6 +211,67 @@ def _enc(v: Any, out: bytearray, depth: int) -> None:
         out += b
     else:
         _enc(_normalize(v), out, depth)
+
+
+# The container loops encode the common leaves inline (no call per leaf) and
+# go straight to the container encoders for nested dicts / lists.
+
+
+def _enc_map(v: dict[Any, Any], out: bytearray, depth: int) -> None:
+    if depth >= MAX_ENCODE_DEPTH:
+        raise ValueError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
+    n = len(v)
+    out += _MAP_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_MAP, n)
+    kc = _key_cache
+    depth += 1
+    for k, x in v.items():
+        try:
+            out += kc[k]
+        except KeyError:
+            out += _key_bytes(k)
+        tx = type(x)
+        if tx is int:
+            out += _UINT[x] if 0 <= x < _TABLE_SIZE else _int_bytes(x)
+        elif tx is str:
+            b = x.encode()
+            n = len(b)
+            out += _STR_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_STR, n)
+            out += b
+        elif tx is float:
+            out += _float_bytes(x)
+        elif tx is dict:
+            _enc_map(x, out, depth)
+        elif x is True:
+            out += _TRUE
+        elif x is False:
+            out += _FALSE
+        elif tx is list:
+            _enc_list(x, out, depth)
+        else:
+            _enc(x, out, depth)
+
+
+def _enc_list(v: list[Any] | tuple[Any, ...], out: bytearray, depth: int) -> None:
+    if depth >= MAX_ENCODE_DEPTH:
+        raise ValueError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
+    n = len(v)
+    out += _ARRAY_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_ARRAY, n)
+    depth += 1
+    for x in v:
+        tx = type(x)
+        if tx is int:
+            out += _UINT[x] if 0 <= x < _TABLE_SIZE else _int_bytes(x)
+        elif tx is float:
+            out += _float_bytes(x)
+        elif tx is str:
+            b = x.encode()
+            n = len(b)
+            out += _STR_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_STR, n)
+            out += b
+        elif tx is dict:
+            _enc_map(x, out, depth)
+        else:
+            _enc(x, out, depth)
 
 
 def _normalize(v: Any) -> Any:

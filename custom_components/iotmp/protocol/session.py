@@ -410,7 +410,6 @@ class Session:
         self._next_id = (first - 2) % (_MAX_STREAM_ID + 1)
         if self._next_id % 2 != parity:
             self._next_id = (self._next_id + 1) % (_MAX_STREAM_ID + 1)
-        self._parity = parity
 
         self._last_rx = self._loop.time()
         self._keep_alive_unanswered = False
