@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this
 # Shared settings and helpers for scripts/setup and scripts/test.
 # Sourced, not executed. Nothing here changes the machine by itself.
 #

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -55,9 +56,9 @@ ONBOARDING_STEPS = ("user", "core_config", "analytics", "integration")
 DEMO_DEVICES_EXPECTED = 7
 START_TIMEOUT = 240.0  # Home Assistant's HTTP server up
 READY_TIMEOUT = 120.0  # integration loaded, devices and entities in the registries
-STOP_TIMEOUT = 45.0
-# Set up by onboarding's core_config step; they need the internet (see remove_onboarding_extras).
-ONLINE_ONBOARDING_DOMAINS = frozenset({"google_translate", "met", "radio_browser"})  # per process group, then SIGKILL
+STOP_TIMEOUT = 45.0  # per process group, then SIGKILL
+# Set up by onboarding's core_config step; they need the internet.
+ONLINE_ONBOARDING_DOMAINS = frozenset({"google_translate", "met", "radio_browser"})
 
 
 class StackError(Exception):
@@ -129,7 +130,7 @@ class Layout:
         return str(self.cache / DEVELOP_VENV_NAME)
 
     def latest_cmd(self, *args: str) -> list[str]:
-        """A command to run on the latest side."""
+        """Return a command that runs ARGS on the latest side."""
         return [*self.runner, *args]
 
 
@@ -143,20 +144,20 @@ def _run_latest(layout: Layout, *args: str, check: bool = True) -> subprocess.Co
 
 
 def ensure_develop_venv(layout: Layout) -> None:
-    """Make the develop venv: a venv whose .pth adds the latest venv's packages, plus the
-    requirements of the integrations Home Assistant always loads (frontend etc.).
+    """Make the develop venv: the latest venv's packages plus HA's UI packages.
+
+    A venv whose .pth adds the latest venv's site-packages, plus the requirements of
+    the integrations Home Assistant always loads (frontend etc.).
 
     The test venv itself is never modified. Home Assistant runs with ``--skip-pip``, so it
-    never installs anything at run time; a package that cannot be installed here (e.g. one
-    that needs a C++ compiler) only disables the integrations that need it.
+    never installs anything at run time. Every package must install (without pymicro-vad,
+    for one, the frontend cannot list services), so a failure stops here with the log.
     """
     venv = layout.develop_venv
     venv_host = layout.host(venv)
     latest_python_host = layout.host(f"{layout.latest_venv}/bin/python")
     if not latest_python_host.exists():
-        raise StackError(
-            f"no latest-leg venv at {latest_python_host}: run scripts/setup first"
-        )
+        raise StackError(f"no latest-leg venv at {latest_python_host}: run scripts/setup first")
     latest_stamp_file = layout.host(f"{layout.latest_venv}/.iotmp-stamp")
     latest_stamp = latest_stamp_file.read_text().strip() if latest_stamp_file.exists() else "?"
     stamp_file = venv_host / ".iotmp-develop-stamp"
@@ -169,7 +170,7 @@ def ensure_develop_venv(layout: Layout) -> None:
         return
 
     t0 = time.monotonic()
-    log(f"preparing the develop venv {venv} (once per latest-venv change; about a minute)")
+    log(f"preparing the develop venv {venv} (once per latest-venv change; a few minutes)")
     purelib = _run_latest(
         layout,
         f"{layout.latest_venv}/bin/python",
@@ -180,7 +181,10 @@ def ensure_develop_venv(layout: Layout) -> None:
         _run_latest(layout, "rm", "-rf", venv)
         _run_latest(layout, layout.base_python, "-m", "venv", venv)
     site = _run_latest(
-        layout, f"{venv}/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        layout,
+        f"{venv}/bin/python",
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
     ).stdout.strip()
     layout.host(f"{site}/iotmp-latest-venv.pth").write_text(purelib + "\n")
 
@@ -203,7 +207,7 @@ def ensure_develop_venv(layout: Layout) -> None:
         result = _run_latest(layout, *pip, *missing, check=False)
         logfile.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
-            # One by one: keep what installs (e.g. voice packages need a C++ compiler).
+            # One by one, to name the culprits.
             for requirement in missing:
                 single = _run_latest(layout, *pip, requirement, check=False)
                 with logfile.open("a") as fh:
@@ -235,17 +239,18 @@ def ensure_rootfs_compiler(layout: Layout) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise StackError(f"apt-get install g++ in the rootfs failed:\n{result.stdout[-1500:]}"
-                         f"{result.stderr[-1500:]}")
+        raise StackError(
+            f"apt-get install g++ in the rootfs failed:\n{result.stdout[-1500:]}"
+            f"{result.stderr[-1500:]}"
+        )
 
 
 def missing_requirements() -> list[str]:
-    """Requirements of the integrations HA always sets up (+ ours) that are not installed.
+    """List requirements of the integrations HA always sets up that are not installed.
 
     Runs inside the develop venv (needs Home Assistant importable).
     """
-    import homeassistant.components as components  # noqa: PLC0415
-    from homeassistant import bootstrap  # noqa: PLC0415
+    from homeassistant import bootstrap, components  # noqa: PLC0415
     from homeassistant.util import package  # noqa: PLC0415
 
     comp_dir = Path(components.__path__[0])
@@ -303,7 +308,7 @@ logger:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file, or None."""
+    """Return the JSON object in a file, or None."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -386,7 +391,7 @@ def port_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
+    """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -563,6 +568,8 @@ class Stack:
     """Server + devices + Home Assistant, brought up in order and down in reverse."""
 
     def __init__(self, args: argparse.Namespace, layout: Layout) -> None:
+        if args.port == 0:
+            args.port = free_port()
         self.args = args
         self.layout = layout
         self.procs: list[Proc] = []
@@ -745,7 +752,7 @@ class Stack:
 
     @staticmethod
     async def _onboarding_done(client: HaClient) -> set[str]:
-        """Steps done; Home Assistant drops the onboarding views (404) once all are."""
+        """Return the steps done (HA drops the onboarding views, 404, once all are)."""
         status, steps = await client.request("GET", "/api/onboarding", ok=(200, 404))
         if status == 404:
             return set(ONBOARDING_STEPS)
@@ -766,7 +773,10 @@ class Stack:
         _, entries = await client.request("GET", "/api/config/config_entries/entry?domain=iotmp")
         server = {"url": self.demo["http_url"], "token": self.demo["token"]}
         for entry in entries:
-            if entry["entry_id"] == self.state.get("entry_id") and self.state.get("server") == server:
+            if (
+                entry["entry_id"] == self.state.get("entry_id")
+                and self.state.get("server") == server
+            ):
                 log(f"integration entry {entry['title']!r} kept from the last run")
                 return str(entry["entry_id"])
         for entry in entries:
@@ -808,9 +818,11 @@ class Stack:
         return entry_id
 
     async def remove_onboarding_extras(self, client: HaClient) -> None:
-        """Remove entries that onboarding's core_config step starts and that need the
-        internet (weather, radio, Google TTS): they cannot work in this sandbox and would
-        show as failed on the integrations page. Their flows fail anyway (no packages)."""
+        """Remove entries of onboarding's core_config step that need the internet.
+
+        Weather, radio and Google TTS cannot work without the internet and would show as
+        failed on the integrations page. Their flows fail anyway (no packages).
+        """
         _, entries = await client.request("GET", "/api/config/config_entries/entry")
         for entry in entries:
             if entry["domain"] in ONLINE_ONBOARDING_DOMAINS:
@@ -819,8 +831,10 @@ class Stack:
                 )
 
     async def wait_ready(self, client: HaClient, entry_id: str) -> dict[str, Any]:
-        """Entry loaded; every demo device in the device registry with entities (and, with
-        devices running, the lamp's light not unavailable)."""
+        """Wait for the entry, every demo device and its entities.
+
+        With the devices running, also for the lamp's light to be available.
+        """
         wanted = [device["id"] for device in self.demo.get("devices", [])]
         deadline = time.monotonic() + READY_TIMEOUT
         last = ""
@@ -946,7 +960,7 @@ class Stack:
         await self.stop_all()
         if self.args.ready_file:
             with contextlib.suppress(OSError):
-                Path(self.args.ready_file).unlink()
+                os.unlink(self.args.ready_file)
         return rc
 
     def _print_summary(self, elapsed: float) -> None:
@@ -958,7 +972,9 @@ class Stack:
             f"  integration {self.summary['integration_url']}",
         ]
         if lamp:
-            lines.append(f"  RGB lamp    {self.ha_url}/config/devices/device/{lamp['ha_device_id']}")
+            lines.append(
+                f"  RGB lamp    {self.ha_url}/config/devices/device/{lamp['ha_device_id']}"
+            )
         lines += [
             f"  IOTMP server {self.demo['http_url']}  (user {self.demo['user']}, "
             f"token in {self.summary['demo_file']})",
@@ -1022,7 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
             "(latest test leg) that has the iotmp integration set up; Ctrl-C stops all."
         ),
     )
-    parser.add_argument("--port", type=int, default=8123, help="Home Assistant port (8123)")
+    parser.add_argument(
+        "--port", type=int, default=8123, help="Home Assistant port (8123; 0 = any free port)"
+    )
     parser.add_argument(
         "--server-port",
         type=int,
@@ -1082,7 +1100,11 @@ def main(argv: list[str] | None = None) -> int:
         base_python=args.base_python,
     )
     try:
-        ensure_develop_venv(layout)
+        lock_path = layout.host(f"{layout.develop_venv}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one develop venv build at a time
+            ensure_develop_venv(layout)
         if args.fresh:
             log(f"--fresh: wiping {layout.instance_dir}")
             wipe_instance(layout)

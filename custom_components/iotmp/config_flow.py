@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import voluptuous as vol
 from homeassistant.config_entries import (
@@ -116,6 +116,10 @@ RECONFIGURE_SCHEMA = vol.Schema(
         vol.Required(CONF_VERIFY_SSL): BooleanSelector(),
     }
 )
+
+
+# hassfest forbids URLs inside translation strings; the examples come in as placeholders.
+URL_EXAMPLES: Final = {"cloud_url": DEFAULT_URL, "local_url": "http://192.168.1.10:25280"}
 
 
 class FlowError(Exception):
@@ -297,6 +301,7 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="token",
             data_schema=self.add_suggested_values_to_schema(TOKEN_SCHEMA, user_input),
             errors=errors,
+            description_placeholders=URL_EXAMPLES,
         )
 
     async def async_step_password(
@@ -320,6 +325,7 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="password",
             data_schema=self.add_suggested_values_to_schema(PASSWORD_SCHEMA, suggested),
             errors=errors,
+            description_placeholders=URL_EXAMPLES,
         )
 
     async def _async_account_found(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -279,6 +280,11 @@ class IotmpManager:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
+        except IotmpForbiddenError as err:
+            # A token without the permission to list devices: a new token is needed.
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="insufficient_permissions"
+            ) from err
         except IotmpApiError as err:
             raise ConfigEntryNotReady(
                 translation_domain=DOMAIN,
@@ -319,6 +325,7 @@ class IotmpManager:
             on_event=self._async_handle_event,
             on_connection=self._async_handle_events_connection,
             backoff=_stream_backoff(),
+            outage_log_level=logging.DEBUG,
         )
         self.entry.async_create_background_task(
             self.hass,
@@ -708,7 +715,11 @@ class IotmpManager:
             self._async_handle_device_connection(device_id, up)
 
         device.stream = self.client.resource_stream(
-            device_id, on_data=_on_data, on_connection=_on_connection, backoff=_stream_backoff()
+            device_id,
+            on_data=_on_data,
+            on_connection=_on_connection,
+            backoff=_stream_backoff(),
+            outage_log_level=logging.DEBUG,
         )
         device.subscriptions = {}
         self._async_update_subscriptions(device)

@@ -7,7 +7,6 @@ import json
 import pytest
 from homeassistant.const import CONF_TOKEN, CONF_USERNAME
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -67,7 +66,6 @@ async def test_device_diagnostics(
     loaded_entry: MockConfigEntry,
 ) -> None:
     """Device diagnostics for an IOTMP device and for the server hub."""
-    dev_reg = dr.async_get(hass)
     plug = find_device(hass, f"{loaded_entry.unique_id}:smart-plug")
     hub = find_device(hass, loaded_entry.unique_id)
     assert plug is not None

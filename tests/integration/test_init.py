@@ -390,3 +390,21 @@ async def test_no_state_storm_on_shutdown(
     finally:
         hass.set_state(CoreState.running)
     await server.start()
+
+
+async def test_missing_permission_starts_reauth(hass: HomeAssistant, server: TestServer) -> None:
+    """A token that may not list devices fails setup with a reauth (a new token is needed)."""
+    from custom_components.iotmp.client import IotmpForbiddenError
+
+    entry = make_entry(server)
+    entry.add_to_hass(hass)
+    with patch(
+        "custom_components.iotmp.coordinator.IotmpApiClient.list_devices",
+        side_effect=IotmpForbiddenError("no", status=403),
+    ):
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason and "permission" in entry.reason
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]

@@ -600,11 +600,23 @@ class IotmpApiClient:
         on_connection: Callable[[bool], None],
         *,
         backoff: Backoff | None = None,
+        outage_log_level: int = logging.INFO,
     ) -> DeviceResourceStream:
-        """Make a (not yet running) live-value stream for one device."""
+        """Make a (not yet running) live-value stream for one device.
+
+        ``outage_log_level`` is the level of the one line logged when an outage
+        starts and ends; an owner of many streams passes DEBUG and logs itself.
+        """
         from .streams import DeviceResourceStream  # noqa: PLC0415 - import cycle
 
-        return DeviceResourceStream(self, device_id, on_data, on_connection, backoff=backoff)
+        return DeviceResourceStream(
+            self,
+            device_id,
+            on_data,
+            on_connection,
+            backoff=backoff,
+            outage_log_level=outage_log_level,
+        )
 
     def event_stream(
         self,
@@ -612,11 +624,14 @@ class IotmpApiClient:
         on_connection: Callable[[bool], None],
         *,
         backoff: Backoff | None = None,
+        outage_log_level: int = logging.INFO,
     ) -> AccountEventStream:
         """Make a (not yet running) account event stream (device connect/disconnect)."""
         from .streams import AccountEventStream  # noqa: PLC0415 - import cycle
 
-        return AccountEventStream(self, on_event, on_connection, backoff=backoff)
+        return AccountEventStream(
+            self, on_event, on_connection, backoff=backoff, outage_log_level=outage_log_level
+        )
 
     def __repr__(self) -> str:
         return f"IotmpApiClient({self._base_text!r})"

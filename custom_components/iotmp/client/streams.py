@@ -55,8 +55,12 @@ class _Stream:
         backoff: Backoff | None = None,
         heartbeat: float = HEARTBEAT,
         stable_after: float = STABLE_AFTER,
+        outage_log_level: int = logging.INFO,
     ) -> None:
         self._client = client
+        # An owner running many streams logs outages itself and passes DEBUG here,
+        # so one server outage is one log line, not one per stream.
+        self._outage_log_level = outage_log_level
         self._on_connection = on_connection
         self._backoff = backoff if backoff is not None else default_backoff()
         self._heartbeat = heartbeat
@@ -294,14 +298,17 @@ class _Stream:
         if up:
             # A first success is no outage ending; later ones after a failure are.
             if self._outage_logged:
-                _LOGGER.info("%s: connection restored", self._describe())
+                _LOGGER.log(self._outage_log_level, "%s: connection restored", self._describe())
                 self._outage_logged = False
             else:
                 _LOGGER.debug("%s: connected", self._describe())
         elif final:
-            _LOGGER.info("%s: %s; not reconnecting", self._describe(), reason)
+            _LOGGER.log(
+                self._outage_log_level, "%s: %s; not reconnecting", self._describe(), reason
+            )
         elif not self._outage_logged:
-            _LOGGER.info(
+            _LOGGER.log(
+                self._outage_log_level,
                 "%s: connection %s (%s); reconnecting in the background",
                 self._describe(),
                 "lost" if self._state else "failed",
@@ -334,6 +341,7 @@ class DeviceResourceStream(_Stream):
         backoff: Backoff | None = None,
         heartbeat: float = HEARTBEAT,
         stable_after: float = STABLE_AFTER,
+        outage_log_level: int = logging.INFO,
     ) -> None:
         super().__init__(
             client,
@@ -341,6 +349,7 @@ class DeviceResourceStream(_Stream):
             backoff=backoff,
             heartbeat=heartbeat,
             stable_after=stable_after,
+            outage_log_level=outage_log_level,
         )
         self._device_id = device_id
         self._on_data = on_data
@@ -448,6 +457,7 @@ class AccountEventStream(_Stream):
         backoff: Backoff | None = None,
         heartbeat: float = HEARTBEAT,
         stable_after: float = STABLE_AFTER,
+        outage_log_level: int = logging.INFO,
     ) -> None:
         super().__init__(
             client,
@@ -455,6 +465,7 @@ class AccountEventStream(_Stream):
             backoff=backoff,
             heartbeat=heartbeat,
             stable_after=stable_after,
+            outage_log_level=outage_log_level,
         )
         self._on_event = on_event
 

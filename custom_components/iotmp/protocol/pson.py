@@ -334,13 +334,16 @@ def decode_body_value(buf: bytes, pos: int, max_depth: int) -> tuple[Any, int]:
     failure into :class:`ProtocolError`.
     """
     try:
-        return _dec(buf, pos, max_depth)
+        value, pos = _dec(buf, pos, max_depth)
     except (IndexError, struct.error):
         raise _truncated() from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"invalid UTF-8 in PSON string: {exc.reason}") from None
     except RecursionError:
         raise ProtocolError("PSON nesting too deep for the interpreter") from None
+    if pos > len(buf):
+        raise _truncated()
+    return value, pos
 
 
 def _uvarint64(buf: bytes, pos: int) -> tuple[int, int]:
@@ -424,10 +427,16 @@ def _dec(buf: bytes, pos: int, rem: int) -> tuple[Any, int]:
 
 
 # The two container loops below decode the common leaves (small ints, short
-# strings, float32/64, booleans/null, 1-2 byte escaped ints) and nested
+# strings, float32/64, booleans/null, 1-byte escaped ints) and nested
 # containers inline instead of going through ``_dec``: a Python call plus a
 # tuple per value is most of the cost of decoding. ``rem`` is the number of
 # container levels still allowed *below* this container.
+#
+# Short strings and keys are sliced without a bounds check: ``pos`` only ever
+# grows, so a slice that ran past the end either makes the next read raise
+# IndexError or leaves ``pos > len(buf)``, which ``decode_body_value`` checks
+# once at the end. Counts are checked against the remaining bytes *before*
+# the loops, so a claimed length never drives an allocation.
 
 
 def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
@@ -445,8 +454,6 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
             pos = s + kn
         else:
             raise ProtocolError(f"PSON map key has tag 0x{kt:02x}, expected a string")
-        if pos > blen:
-            raise ProtocolError("PSON map key overruns the input")
         key = buf[s:pos].decode()
         vt = buf[pos]
         if vt < 0x1F:
@@ -455,8 +462,6 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
         elif 0x80 <= vt < 0x9F:
             s = pos + 1
             pos = s + vt - 0x80
-            if pos > blen:
-                raise ProtocolError("PSON string overruns the input")
             d[key] = buf[s:pos].decode()
         elif vt == 0x40:
             d[key] = _unpack_f32_from(buf, pos + 1)[0]
@@ -500,8 +505,6 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
         elif 0x80 <= vt < 0x9F:
             s = pos + 1
             pos = s + vt - 0x80
-            if pos > blen:
-                raise ProtocolError("PSON string overruns the input")
             append(buf[s:pos].decode())
         elif vt == 0x41:
             append(_unpack_f64_from(buf, pos + 1)[0])

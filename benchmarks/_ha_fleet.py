@@ -1,0 +1,175 @@
+"""Server + virtual-device fleet for ``benchmarks/ha_integration.py`` (run as a subprocess).
+
+Not meant to be run by hand. It starts the local server in-process
+(``iotmp_server.testing.run_test_server``) and ``--devices`` virtual devices over TCP,
+cycling through the demo profiles, each with one extra benchmark resource:
+
+    bench   input (fn 2), a number. Its "new state" is streamed by the device on demand,
+            the way firmware streams an input's state; the value is the send time in
+            microseconds of CLOCK_MONOTONIC minus a base given by the parent (the clock is
+            system-wide, so the parent can compute the latency when the value arrives).
+
+An input is used because the local server delivers every sample only to interval-0
+subscribers; the integration subscribes inputs with interval 0 and outputs at the
+update interval (>= 1 s), which the server enforces per subscriber.
+
+Protocol: one JSON object per line. On stdout first ``{"ready": true, ...}`` (URL,
+user, token, device ids), then one reply per command read from stdin:
+
+    {"cmd": "stream", "rate": R, "duration": S, "base_ns": B}
+        -> {"sent": n, "cpu": s, "wall": s, "lag_p99_ms": x, "lag_max_ms": x}
+    {"cmd": "quit"}   -> stops and exits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iotmp_devices.fleet import Fleet, Target  # noqa: E402
+from iotmp_devices.profile import PROFILES_DIR, parse_profile  # noqa: E402
+from iotmp_devices.virtual_device import VirtualDevice  # noqa: E402
+from iotmp_server.testing import TestDevice, run_test_server  # noqa: E402
+
+PROFILE_ORDER = (
+    "environment_sensor",
+    "smart_plug",
+    "rgb_lamp",
+    "rgb_strip",
+    "gpio_board",
+    "counter",
+    "controller",
+)
+BENCH = "bench"
+USER = "bench"
+
+
+def bench_profile(name: str) -> Any:
+    """A built-in profile plus the ``bench`` input resource."""
+    data = json.loads((PROFILES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    data["resources"].append({"name": BENCH, "kind": "input", "value": 0})
+    return parse_profile(data, source=f"{name}+bench")
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def stream_phase(
+    devices: list[VirtualDevice], rate: float, duration: float, base_ns: int
+) -> dict[str, Any]:
+    """Stream ``bench`` values round-robin over the devices at ``rate`` per second."""
+    loop = asyncio.get_running_loop()
+    count = len(devices)
+    cpu0 = time.process_time()
+    start = loop.time()
+    sent = 0
+    lags: list[float] = []
+    total = int(rate * duration)
+    while sent < total:
+        now = loop.time()
+        due = min(total, int(rate * (now - start)) + 1)
+        if due > sent:
+            # how late the oldest due update is against the ideal schedule
+            lags.append(max(0.0, now - (start + sent / rate)))
+        while sent < due:
+            vd = devices[sent % count]
+            value = (time.monotonic_ns() - base_ns) // 1000
+            vd.sim.state[BENCH] = value
+            try:
+                await vd.device.stream(BENCH, value)
+            except Exception as exc:  # noqa: BLE001 - a dropped device must not stop the run
+                logging.getLogger(__name__).warning("%s: send failed: %s", vd.device_id, exc)
+            sent += 1
+        await asyncio.sleep(0.002)
+    wall = loop.time() - start
+    lags.sort()
+    return {
+        "sent": sent,
+        "cpu": time.process_time() - cpu0,
+        "wall": wall,
+        "lag_p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
+        "lag_max_ms": 1000 * lags[-1] if lags else 0.0,
+        "lag_median_ms": 1000 * statistics.median(lags) if lags else 0.0,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    profiles = [bench_profile(name) for name in PROFILE_ORDER]
+    devices: list[VirtualDevice] = []
+    for i in range(args.devices):
+        profile = profiles[i % len(profiles)]
+        device_id = f"{profile.device_id}-{i + 1:03d}"
+        devices.append(
+            VirtualDevice(
+                profile,
+                user=USER,
+                credential=f"pw-{device_id}",
+                device_id=device_id,
+                name=f"{profile.device_name} {i + 1:03d}",
+                tick=args.tick,
+                seed=i,
+                reconnect_delay=0.5,
+            )
+        )
+    async with run_test_server(user=USER, request_timeout=10.0, keep_alive=60.0) as server:
+        for vd in devices:
+            server.add_device(TestDevice(vd.device_id, credential=vd.credential, name=vd.name))
+        fleet = Fleet(devices)
+        await fleet.start(Target("127.0.0.1", server.tcp_port))
+        try:
+            await fleet.wait_connected(timeout=120)
+            for vd in devices:
+                await server.wait_device_connected(vd.device_id, timeout=120)
+            emit(
+                {
+                    "ready": True,
+                    "http_url": server.http_url,
+                    "user": server.user,
+                    "token": server.token,
+                    "devices": [vd.device_id for vd in devices],
+                }
+            )
+            reader = asyncio.StreamReader()
+            loop = asyncio.get_running_loop()
+            await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+            )
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                cmd = json.loads(line)
+                if cmd["cmd"] == "stream":
+                    emit(
+                        await stream_phase(
+                            devices, float(cmd["rate"]), float(cmd["duration"]), int(cmd["base_ns"])
+                        )
+                    )
+                elif cmd["cmd"] == "quit":
+                    break
+        finally:
+            await fleet.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--tick", type=float, default=1.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

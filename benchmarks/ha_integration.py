@@ -1,0 +1,722 @@
+"""Home Assistant integration benchmark: setup time, push latency, CPU and memory.
+
+Run (defaults: 200 devices, 1,000 updates/s, 20 s per streaming phase, 1 repeat):
+
+    python benchmarks/ha_integration.py [--devices N] [--rate R] [--duration S] [--repeats K]
+    python benchmarks/ha_integration.py --leg minimum|latest [...]   # HA 2025.4 / HA 2026.10 venvs
+
+Design (see docs/benchmarks.md, "Home Assistant integration"):
+
+* A subprocess (``benchmarks/_ha_fleet.py``, same interpreter) runs the local server
+  (``iotmp_server.testing.run_test_server``) and N virtual devices over TCP, cycling
+  through the seven demo profiles at their normal 1 s behaviour tick. Every device has
+  one extra input resource ``bench`` whose value is the send time (CLOCK_MONOTONIC,
+  system-wide); on command the fleet streams R values per second round-robin over the
+  devices. So the measuring process (this one) holds only Home Assistant, and its CPU
+  time (``time.process_time``, all threads) and RSS are HA's.
+* Home Assistant is a real ``HomeAssistant`` built by
+  ``pytest_homeassistant_custom_component.common.async_test_home_assistant`` (outside
+  pytest: no asyncio debug mode, no socket guard; registries in memory, a temp config
+  dir), with the integration loaded from ``custom_components/`` and one config entry
+  (token login, all devices, default 30 s output interval).
+* Per repeat, side by side in this process:
+    1. baseline snapshot: the project's REST client alone lists and describes every
+       device (same concurrency as the integration, 4),
+    2. baseline stream: plain aiohttp WebSockets (one per device, as the integration
+       opens them) subscribe ``bench`` and time the same R/s for S seconds,
+    3. a fresh HA: config-entry setup until every entity has a state,
+    4. HA stream: the same R/s for S seconds, timed at HA's ``state_changed`` event.
+  Latency = arrival time - send time embedded in the value.
+
+Prints a table; ``--json FILE`` writes every figure. Needs the test venv (HA + the
+pytest-homeassistant-custom-component package); ``--leg`` re-runs this script with the
+venv of a test leg (``scripts/setup`` makes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEET = Path(__file__).resolve().parent / "_ha_fleet.py"
+
+BENCH = "bench"
+HA_PLATFORMS = ("binary_sensor", "button", "light", "number", "sensor", "switch", "text")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (``VmRSS``)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a list; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def med(values: list[float]) -> float:
+    clean = [v for v in values if v == v]  # drop nan
+    return statistics.median(clean) if clean else float("nan")
+
+
+class LoopLag:
+    """Samples event-loop lag (how late a 20 ms sleep wakes up) while running."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.02)
+            self.samples.append((loop.time() - start - 0.02) * 1000)
+
+    def start(self) -> None:
+        self.samples = []
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class FleetProcess:
+    """The server + device fleet subprocess (``_ha_fleet.py``)."""
+
+    def __init__(self, devices: int, tick: float, log_path: Path) -> None:
+        self.devices = devices
+        self.tick = tick
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(FLEET),
+            "--devices",
+            str(self.devices),
+            "--tick",
+            str(self.tick),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            cwd=str(ROOT),
+        )
+        self.info = await self._reply(timeout=300)
+        if not self.info.get("ready"):
+            raise RuntimeError(f"fleet did not start: {self.info}")
+
+    async def _reply(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"fleet process ended; its log:\n{tail}")
+        return json.loads(line)
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def stream(self, rate: float, duration: float, base_ns: int) -> dict[str, Any]:
+        self.send({"cmd": "stream", "rate": rate, "duration": duration, "base_ns": base_ns})
+        return await self._reply(timeout=duration * 5 + 60)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the fleet process used so far, from /proc."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            self.send({"cmd": "quit"})
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self._log.close()
+
+
+async def drain(received: Callable[[], int], expected: int, idle: float = 1.0) -> None:
+    """Wait until ``received()`` reaches ``expected`` or stops growing for ``idle`` s."""
+    last, since = received(), time.monotonic()
+    while received() < expected:
+        await asyncio.sleep(0.05)
+        now = received()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > idle:
+            return
+
+
+# ------------------------------------------------------------------------- baselines
+
+
+async def baseline_snapshot(info: dict[str, Any]) -> dict[str, Any]:
+    """List and describe every device with the project's client alone (no HA)."""
+    import aiohttp  # noqa: PLC0415
+
+    from custom_components.iotmp.client import IotmpApiClient  # noqa: PLC0415
+
+    async with aiohttp.ClientSession() as session:
+        client = IotmpApiClient(session, info["http_url"], info["token"])
+        start = time.perf_counter()
+        records = await client.list_devices()
+        semaphore = asyncio.Semaphore(4)  # the integration's DESCRIBE_CONCURRENCY
+
+        async def describe(device_id: str) -> int:
+            async with semaphore:
+                return len(await client.get_resources(device_id))
+
+        counts = await asyncio.gather(*(describe(r.device_id) for r in records))
+        return {"seconds": time.perf_counter() - start, "resources": sum(counts)}
+
+
+async def baseline_stream(
+    info: dict[str, Any], fleet: FleetProcess, rate: float, duration: float
+) -> dict[str, Any]:
+    """Plain aiohttp WebSockets (one per device) receive the same updates; no HA."""
+    import aiohttp  # noqa: PLC0415
+
+    url = info["http_url"]
+    user = info["user"]
+    params = {"authorization": info["token"]}
+    latencies: list[float] = []
+    recording = False
+    base_ns = 0
+    echoed: set[int] = set()
+
+    # No per-host limit, so every device gets its socket (see the notes in the docs).
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sockets = await asyncio.gather(
+            *(
+                session.ws_connect(
+                    f"{url}/v3/users/{user}/devices/{device_id}/resources",
+                    params=params,
+                    autoping=True,
+                )
+                for device_id in info["devices"]
+            )
+        )
+
+        async def receive(index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                if frame.get("resource") != BENCH or "payload" not in frame:
+                    continue
+                if recording:
+                    now_us = (time.monotonic_ns() - base_ns) // 1000
+                    latencies.append((now_us - int(frame["payload"])) / 1000)
+                else:
+                    echoed.add(index)
+
+        tasks = [asyncio.create_task(receive(i, ws)) for i, ws in enumerate(sockets)]
+        for ws in sockets:
+            await ws.send_str(json.dumps({"resource": BENCH, "interval": 0, "enabled": True}))
+        deadline = time.monotonic() + 30
+        while len(echoed) < len(sockets) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        lag = LoopLag()
+        base_ns = time.monotonic_ns()
+        recording = True
+        cpu0, fcpu0 = time.process_time(), fleet.cpu_seconds()
+        lag.start()
+        sent = await fleet.stream(rate, duration, base_ns)
+        await drain(lambda: len(latencies), sent["sent"])
+        cpu = time.process_time() - cpu0
+        fleet_cpu = fleet.cpu_seconds() - fcpu0
+        await lag.stop()
+        recording = False
+        for ws in sockets:
+            await ws.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    received = len(latencies)
+    return {
+        "sent": sent["sent"],
+        "received": received,
+        "median_ms": med(latencies),
+        "p99_ms": pct(latencies, 99),
+        "max_ms": max(latencies, default=float("nan")),
+        "cpu_s": cpu,
+        "cpu_per_1000": cpu / received * 1000 if received else float("nan"),
+        "fleet_cpu_per_1000": fleet_cpu / received * 1000 if received else float("nan"),
+        "fleet_cpu_util": fleet_cpu / sent["wall"],
+        "send_lag_p99_ms": sent["lag_p99_ms"],
+        "loop_lag_p99_ms": pct(lag.samples, 99),
+        "echoed": len(echoed),
+    }
+
+
+# ---------------------------------------------------------------------- Home Assistant
+
+
+def preimport() -> None:
+    """Import HA's entity platforms and the integration before the memory baseline.
+
+    A running Home Assistant has sensor, switch, ... loaded already; the integration's
+    own import cost is paid once per HA process, not per device.
+    """
+    for name in HA_PLATFORMS:
+        importlib.import_module(f"homeassistant.components.{name}")
+    for name in ("coordinator", "config_flow", "diagnostics", *HA_PLATFORMS):
+        importlib.import_module(f"custom_components.iotmp.{name}")
+
+
+async def ha_phase(
+    args: argparse.Namespace, info: dict[str, Any], fleet: FleetProcess, profile_path: str | None
+) -> dict[str, Any]:
+    """Set up a fresh HA with the integration, time readiness, then stream through it."""
+    from homeassistant import loader  # noqa: PLC0415
+    from homeassistant.config_entries import ConfigEntryState  # noqa: PLC0415
+    from homeassistant.const import (  # noqa: PLC0415
+        CONF_TOKEN,
+        CONF_URL,
+        CONF_VERIFY_SSL,
+        EVENT_STATE_CHANGED,
+        STATE_UNAVAILABLE,
+        STATE_UNKNOWN,
+    )
+    from homeassistant.core import callback  # noqa: PLC0415
+    from homeassistant.helpers import entity_registry as er  # noqa: PLC0415
+    from pytest_homeassistant_custom_component.common import (  # noqa: PLC0415
+        MockConfigEntry,
+        async_test_home_assistant,
+    )
+
+    from custom_components.iotmp.config_flow import entry_unique_id  # noqa: PLC0415
+    from custom_components.iotmp.const import (  # noqa: PLC0415
+        AUTH_TOKEN,
+        CONF_ACCOUNT,
+        CONF_ALL_DEVICES,
+        CONF_AUTH_METHOD,
+        CONF_DEVICES,
+        CONF_UPDATE_INTERVAL,
+        DEFAULT_UPDATE_INTERVAL,
+        DOMAIN,
+    )
+    from custom_components.iotmp.coordinator import connectivity_spec  # noqa: PLC0415
+
+    from homeassistant.helpers import aiohttp_client  # noqa: PLC0415
+
+    def plain_resolver(hass: Any) -> Any:
+        # What the HA test harness does too: the mDNS-capable resolver needs the zeroconf
+        # and network integrations. The URL is a literal 127.0.0.1, so nothing resolves.
+        from aiohttp.resolver import AsyncResolver  # noqa: PLC0415
+
+        resolver = AsyncResolver()
+        resolver.real_close = resolver.close  # type: ignore[attr-defined]
+        return resolver
+
+    aiohttp_client._async_make_resolver = plain_resolver  # noqa: SLF001
+    if args.connector_limit is not None:
+        # Opt-in what-if: lift HA's per-host connection cap of the shared session.
+        aiohttp_client.MAXIMUM_CONNECTIONS_PER_HOST = args.connector_limit
+
+    result: dict[str, Any] = {}
+    config_dir = tempfile.mkdtemp(prefix="iotmp-bench-ha-")
+    try:
+        async with async_test_home_assistant(config_dir=config_dir) as hass:
+            hass.data.pop(loader.DATA_CUSTOM_COMPONENTS, None)  # find custom_components/
+            url = info["http_url"]
+            entry = MockConfigEntry(
+                domain=DOMAIN,
+                title=f"{info['user']} @ 127.0.0.1",
+                unique_id=entry_unique_id(url, info["user"]),
+                data={
+                    CONF_URL: url,
+                    CONF_VERIFY_SSL: True,
+                    CONF_AUTH_METHOD: AUTH_TOKEN,
+                    CONF_TOKEN: info["token"],
+                    CONF_ACCOUNT: info["user"],
+                },
+                options={
+                    CONF_ALL_DEVICES: True,
+                    CONF_DEVICES: [],
+                    CONF_UPDATE_INTERVAL: DEFAULT_UPDATE_INTERVAL,
+                },
+            )
+            entry.add_to_hass(hass)
+            await hass.async_block_till_done()
+
+            # ---------------------------------------------------------- setup
+            gc.collect()
+            rss0 = rss_mb()
+            cpu0 = time.process_time()
+            start = time.perf_counter()
+            ok = await hass.config_entries.async_setup(entry.entry_id)
+            loaded_at = time.perf_counter() - start
+            if not ok or entry.state is not ConfigEntryState.LOADED:
+                raise RuntimeError(f"config entry did not load: {entry.state}")
+            manager = entry.runtime_data.manager
+            ent_reg = er.async_get(hass)
+            wanted: list[tuple[str, str, str]] = []  # (platform, unique id, device id)
+            for device_id, device in manager.devices.items():
+                for spec in (connectivity_spec(), *device.specs):
+                    wanted.append(
+                        (spec.platform, manager.unique_id(device_id, spec.key), device_id)
+                    )
+
+            def not_ready() -> list[str]:
+                missing = []
+                for domain, unique_id, device_id in wanted:
+                    entity_id = ent_reg.async_get_entity_id(domain, DOMAIN, unique_id)
+                    if entity_id is None:
+                        missing.append(f"{unique_id} (no entity)")
+                        continue
+                    reg = ent_reg.async_get(entity_id)
+                    if reg is not None and reg.disabled_by is not None:
+                        continue  # disabled by default (diagnostic): never has a state
+                    state = hass.states.get(entity_id)
+                    if state is None:
+                        missing.append(f"{entity_id} (no state)")
+                    elif domain == "button" or not manager.devices[device_id].connected:
+                        continue  # a button's state is its last press: unknown is right
+                    elif state.state in (STATE_UNAVAILABLE, STATE_UNKNOWN):
+                        missing.append(f"{entity_id} ({state.state})")
+                return missing
+
+            deadline = start + args.setup_timeout
+            missing = not_ready()
+            while missing and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+                missing = not_ready()
+            ready_at = time.perf_counter() - start
+            setup_cpu = time.process_time() - cpu0
+            await hass.async_block_till_done()
+            gc.collect()
+            rss1 = rss_mb()
+            entity_ids = {
+                e.entity_id for e in er.async_entries_for_config_entry(ent_reg, entry.entry_id)
+            }
+            enabled = [
+                e
+                for e in er.async_entries_for_config_entry(ent_reg, entry.entry_id)
+                if e.disabled_by is None
+            ]
+            result.update(
+                {
+                    "setup_loaded_s": loaded_at,
+                    "setup_ready_s": ready_at if not missing else float("nan"),
+                    "setup_cpu_s": setup_cpu,
+                    "not_ready": missing[:10],
+                    "not_ready_count": len(missing),
+                    "entities": len(entity_ids),
+                    "entities_enabled": len(enabled),
+                    "devices": len(manager.devices),
+                    "rss_before_mb": rss0,
+                    "rss_after_mb": rss1,
+                    "mb_per_device": (rss1 - rss0) / max(1, len(manager.devices)),
+                }
+            )
+
+            # Let every stream connect (one WebSocket per device + the event stream).
+            settle_until = time.monotonic() + args.settle
+            while time.monotonic() < settle_until:
+                streams = [d.stream for d in manager.devices.values()]
+                if all(s is not None and s.connected for s in streams):
+                    break
+                await asyncio.sleep(0.1)
+            streams_up = sum(
+                1 for d in manager.devices.values() if d.stream is not None and d.stream.connected
+            )
+            result["streams_connected"] = streams_up
+            await asyncio.sleep(1.0)
+
+            # -------------------------------------------------------- streaming
+            bench_ids = {
+                ent_reg.async_get_entity_id("number", DOMAIN, manager.unique_id(d, BENCH))
+                for d in manager.devices
+            }
+            bench_ids.discard(None)
+            latencies: list[float] = []
+            counts = {"all": 0}
+            base_ns = time.monotonic_ns()
+
+            @callback
+            def on_state_changed(event: Any) -> None:
+                data = event.data
+                entity_id = data["entity_id"]
+                if entity_id not in entity_ids:
+                    return
+                counts["all"] += 1
+                if entity_id in bench_ids:
+                    new_state = data["new_state"]
+                    if new_state is None:
+                        return
+                    try:
+                        sent_us = int(float(new_state.state))
+                    except ValueError:
+                        return
+                    now_us = (time.monotonic_ns() - base_ns) // 1000
+                    latencies.append((now_us - sent_us) / 1000)
+
+            unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, on_state_changed)
+            gc.collect()
+            lag = LoopLag()
+            profiler = None
+            if profile_path:
+                import cProfile  # noqa: PLC0415
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            cpu0, fcpu0 = time.process_time(), fleet.cpu_seconds()
+            lag.start()
+            sent = await fleet.stream(args.rate, args.duration, base_ns)
+            await drain(lambda: len(latencies), sent["sent"])
+            cpu = time.process_time() - cpu0
+            fleet_cpu = fleet.cpu_seconds() - fcpu0
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile_path)
+            await lag.stop()
+            unsub()
+            received = len(latencies)
+            result.update(
+                {
+                    "sent": sent["sent"],
+                    "received": received,
+                    "state_changes": counts["all"],
+                    "median_ms": med(latencies),
+                    "p99_ms": pct(latencies, 99),
+                    "max_ms": max(latencies, default=float("nan")),
+                    "cpu_s": cpu,
+                    "cpu_per_1000": cpu / counts["all"] * 1000 if counts["all"] else float("nan"),
+                    "fleet_cpu_per_1000": fleet_cpu / received * 1000 if received else float("nan"),
+                    "fleet_cpu_util": fleet_cpu / sent["wall"],
+                    "send_lag_p99_ms": sent["lag_p99_ms"],
+                    "loop_lag_p99_ms": pct(lag.samples, 99),
+                }
+            )
+            assert await hass.config_entries.async_unload(entry.entry_id)
+            await hass.async_block_till_done()
+            await hass.async_stop(force=True)
+    finally:
+        shutil.rmtree(config_dir, ignore_errors=True)
+    return result
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return "n/a" if not (a == a and b == b) or b == 0 else f"{a / b:.2f}x"
+
+
+def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    def m(part: str, key: str) -> float:
+        return med([run[part][key] for run in runs])
+
+    print()
+    print(
+        f"IOTMP Home Assistant benchmark: {args.devices} devices, {args.rate:g} updates/s, "
+        f"{args.duration:g} s per phase, {len(runs)} repeat(s), medians over repeats"
+    )
+    print(f"Python {platform.python_version()}, Home Assistant {runs[0]['ha_version']}, "
+          f"{os.cpu_count()} CPUs")
+    if args.connector_limit is not None:
+        print(f"WHAT-IF: HA's per-host connection limit patched to {args.connector_limit}")
+    print()
+    rows = [
+        ("setup: entry loaded (s)", fmt(m("ha", "setup_loaded_s"), 2), "", ""),
+        ("setup: all entities have a state (s)", fmt(m("ha", "setup_ready_s"), 2),
+         fmt(m("base_snap", "seconds"), 2), ratio(m("ha", "setup_ready_s"), m("base_snap", "seconds"))),
+        ("setup: HA CPU (s)", fmt(m("ha", "setup_cpu_s"), 2), "", ""),
+        ("latency median (ms)", fmt(m("ha", "median_ms"), 1), fmt(m("base", "median_ms"), 1),
+         ratio(m("ha", "median_ms"), m("base", "median_ms"))),
+        ("latency p99 (ms)", fmt(m("ha", "p99_ms"), 1), fmt(m("base", "p99_ms"), 1),
+         ratio(m("ha", "p99_ms"), m("base", "p99_ms"))),
+        ("latency max (ms)", fmt(m("ha", "max_ms"), 1), fmt(m("base", "max_ms"), 1), ""),
+        ("updates received / sent", f"{m('ha', 'received'):.0f} / {m('ha', 'sent'):.0f}",
+         f"{m('base', 'received'):.0f} / {m('base', 'sent'):.0f}", ""),
+        ("CPU s per 1,000 updates (this process)", fmt(m("ha", "cpu_per_1000"), 3),
+         fmt(m("base", "cpu_per_1000"), 3), ratio(m("ha", "cpu_per_1000"), m("base", "cpu_per_1000"))),
+        ("  server+fleet CPU s per 1,000 updates", fmt(m("ha", "fleet_cpu_per_1000"), 3),
+         fmt(m("base", "fleet_cpu_per_1000"), 3), ""),
+        ("  server+fleet CPU utilisation", fmt(100 * m("ha", "fleet_cpu_util"), 0) + " %",
+         fmt(100 * m("base", "fleet_cpu_util"), 0) + " %", ""),
+        ("event-loop lag p99 (ms)", fmt(m("ha", "loop_lag_p99_ms"), 1),
+         fmt(m("base", "loop_lag_p99_ms"), 1), ""),
+        ("memory: RSS delta per device (MB)", fmt(m("ha", "mb_per_device"), 3), "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = ("figure", "HA + iotmp", "baseline", "ratio")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print()
+    first = runs[0]["ha"]
+    print(
+        f"entities: {first['entities']} ({first['entities_enabled']} enabled) on "
+        f"{first['devices']} devices; resource streams connected before streaming: "
+        f"{first['streams_connected']}/{first['devices']}; "
+        f"RSS {first['rss_before_mb']:.0f} -> {first['rss_after_mb']:.0f} MB (first repeat)"
+    )
+    print(f"baseline snapshot: project REST client alone, {runs[0]['base_snap']['resources']} "
+          "resources; baseline stream: plain aiohttp WebSockets in this process")
+    for i, run in enumerate(runs, 1):
+        ha = run["ha"]
+        print(
+            f"  repeat {i}: ready {fmt(ha['setup_ready_s'], 2)} s, HA p50/p99 "
+            f"{fmt(ha['median_ms'])}/{fmt(ha['p99_ms'])} ms, baseline p50/p99 "
+            f"{fmt(run['base']['median_ms'])}/{fmt(run['base']['p99_ms'])} ms, "
+            f"HA got {ha['received']}/{ha['sent']}, {fmt(ha['mb_per_device'], 3)} MB/device"
+        )
+        if ha["not_ready_count"]:
+            print(f"    NOT READY after {args.setup_timeout:g} s: {ha['not_ready_count']} "
+                  f"entities, e.g. {', '.join(ha['not_ready'][:5])}")
+    ready = m("ha", "setup_ready_s")
+    p99 = m("ha", "p99_ms")
+    print()
+    print(f"target: all entities ready within 10 s: {'met' if ready <= 10 else 'MISSED'} "
+          f"({fmt(ready, 2)} s)")
+    lost = m("ha", "sent") - m("ha", "received")
+    print(f"target: p99 latency under 250 ms: {'met' if p99 < 250 and lost == 0 else 'MISSED'} "
+          f"({fmt(p99)} ms{f', {lost:.0f} updates never arrived' if lost else ''})")
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import homeassistant.const as ha_const  # noqa: PLC0415
+
+    preimport()
+    log_dir = Path(tempfile.mkdtemp(prefix="iotmp-bench-"))
+    fleet = FleetProcess(args.devices, args.tick, log_dir / "fleet.log")
+    print(f"starting the server and {args.devices} devices (log {fleet.log_path}) ...",
+          flush=True)
+    await fleet.start()
+    info = fleet.info
+    runs: list[dict[str, Any]] = []
+    try:
+        for i in range(args.repeats):
+            run: dict[str, Any] = {"ha_version": ha_const.__version__}
+            print(f"repeat {i + 1}/{args.repeats}: baseline snapshot", flush=True)
+            run["base_snap"] = await baseline_snapshot(info)
+            print(f"repeat {i + 1}/{args.repeats}: baseline stream", flush=True)
+            run["base"] = await baseline_stream(info, fleet, args.rate, args.duration)
+            print(f"repeat {i + 1}/{args.repeats}: Home Assistant", flush=True)
+            profile = f"{args.profile}.{i + 1}" if args.profile else None
+            run["ha"] = await ha_phase(args, info, fleet, profile)
+            runs.append(run)
+    finally:
+        await fleet.stop()
+    return runs
+
+
+def reexec_leg(leg: str, argv: list[str]) -> int:
+    """Run this script with a test leg's interpreter (see scripts/_toolchain.sh)."""
+    script = (
+        'source "$0/scripts/_toolchain.sh"; leg=$1; shift; '
+        'case $leg in '
+        'minimum) exec "$MIN_VENV/bin/python" "$@" ;; '
+        'latest) if [[ $(latest_mode) == host ]]; then exec "$HOST_LATEST_VENV/bin/python" "$@"; '
+        'else forky_run "$FORKY_VENV/bin/python" "$@"; fi ;; esac'
+    )
+    rel = str(Path(__file__).resolve().relative_to(ROOT))
+    return subprocess.call(["bash", "-c", script, str(ROOT), leg, rel, *argv], cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Benchmark the iotmp integration in Home Assistant.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--devices", type=int, default=200, help="virtual devices")
+    parser.add_argument("--rate", type=float, default=1000.0, help="updates per second (all devices)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per streaming phase")
+    parser.add_argument("--repeats", type=int, default=1, help="repeats (medians are reported)")
+    parser.add_argument("--tick", type=float, default=1.0, help="device behaviour tick (s)")
+    parser.add_argument("--setup-timeout", type=float, default=120.0,
+                        help="give up waiting for entity states after this many seconds")
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="max seconds to wait for all resource streams before streaming")
+    parser.add_argument("--connector-limit", type=int, default=None, metavar="N",
+                        help="what-if: patch HA's per-host connection limit (default 100) to N")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile the HA streaming phase to FILE.<repeat> (distorts timings)")
+    parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    parser.add_argument("--leg", choices=("current", "minimum", "latest"), default="current",
+                        help="interpreter: this one, or a test leg's venv (HA 2025.4 / 2026.10)")
+    args = parser.parse_args()
+    if args.leg != "current":
+        argv = sys.argv[1:]
+        cleaned: list[str] = []
+        skip = False
+        for item in argv:
+            if skip:
+                skip = False
+                continue
+            if item == "--leg":
+                skip = True
+                continue
+            if item.startswith("--leg="):
+                continue
+            cleaned.append(item)
+        sys.exit(reexec_leg(args.leg, cleaned))
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    import logging  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING)
+    # "custom integration ... not tested by Home Assistant"
+    logging.getLogger("homeassistant.loader").setLevel(logging.ERROR)
+    runs = asyncio.run(main_async(args))
+    report(args, runs)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

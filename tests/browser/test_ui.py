@@ -1,0 +1,251 @@
+"""A newcomer's path, in a real browser: ``scripts/develop`` -> log in -> see the demo
+devices -> switch the lamp from the UI -> the virtual device got the command.
+
+Drives Debian's Chromium (headless, through playwright) against the Home Assistant of
+the latest leg that ``scripts/develop`` starts with the local server and the demo
+devices. Screenshots go to ``docs/screenshots/`` (overwritten on every run).
+Runs on the minimum leg (the host); see conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info >= (3, 14),
+    reason=(
+        "browser test runs on the minimum leg (host: Debian Chromium + playwright); "
+        "it drives the latest-leg Home Assistant through scripts/develop from there"
+    ),
+)
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DEMO_DEVICE_NAMES = {
+    "env-sensor": "Environment sensor",
+    "smart-plug": "Smart plug",
+    "rgb-lamp": "RGB lamp",
+    "rgb-strip": "RGB strip",
+    "gpio-board": "GPIO board",
+    "counter": "Counter",
+    "controller": "Controller",
+}
+# Text of an element and of everything below it, shadow roots included.
+DEEP_TEXT = """(element) => {
+    const parts = [];
+    const walk = (node) => {
+        if (node.nodeType === Node.TEXT_NODE) {
+            const text = node.textContent.trim();
+            if (text) parts.push(text);
+        }
+        if (node.shadowRoot) walk(node.shadowRoot);
+        for (const child of node.childNodes) walk(child);
+    };
+    walk(element);
+    return parts.join(" | ");
+}"""
+NUMBER = r"(-?\d[\d,]*(?:\.\d+)?)"
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+def _server(stack: dict[str, Any], path: str, body: Any = None) -> Any:
+    """The local IOTMP server's REST API with the demo token (what curl would do)."""
+    request = urllib.request.Request(
+        stack["server_url"] + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {stack['server_token']}",
+            "Content-Type": "application/json",
+        },
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def _lamp_input(stack: dict[str, Any]) -> dict[str, Any]:
+    sample = _server(stack, "/v3/users/demo/devices/rgb-lamp/resources/light/api")
+    state: dict[str, Any] = sample["in"]
+    return state
+
+
+def _wait_for(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _open_device(page: Any, stack: dict[str, Any], device: str) -> None:
+    page.goto(f"{stack['ha_url']}/config/devices/device/{stack['devices'][device]['ha_device_id']}")
+    page.get_by_text(DEMO_DEVICE_NAMES[device], exact=True).first.wait_for()
+
+
+def _card_text(page: Any, title: str) -> str:
+    card = page.locator("ha-card", has_text=title).first
+    card.wait_for()
+    return str(card.evaluate(DEEP_TEXT))
+
+
+def _switch_checked(page: Any, card_title: str) -> bool:
+    switch = page.locator("ha-card", has_text=card_title).first.locator("ha-switch").first
+    return bool(switch.evaluate("(element) => element.checked"))
+
+
+@pytest.fixture(name="loopback")
+def loopback_fixture(socket_enabled: None) -> None:
+    """Real sockets for the REST calls (HA's test plugin limits them to 127.0.0.1)."""
+
+
+def test_stack_reports_demo_devices(stack: dict[str, Any]) -> None:
+    """scripts/develop set up the integration with every demo device and its entities."""
+    assert stack["ha_url"].startswith("http://127.0.0.1:")
+    assert stack["ha_username"] == "demo"
+    assert stack["ha_password"]
+    assert set(stack["devices"]) == set(DEMO_DEVICE_NAMES)
+    for device_id, device in stack["devices"].items():
+        assert device["name"] == DEMO_DEVICE_NAMES[device_id]
+        assert device["entities"], f"{device_id} has no entities"
+    lamp_lights = [
+        e for e in stack["devices"]["rgb-lamp"]["entities"] if e["entity_id"].startswith("light.")
+    ]
+    assert lamp_lights, "the RGB lamp has no light entity"
+
+
+def test_login_with_demo_user(stack: dict[str, Any], browser_page: Any) -> None:
+    """The login page takes the demo user that scripts/develop printed."""
+    page = browser_page
+    page.goto(stack["ha_url"] + "/")
+    page.locator("input[name=username]").wait_for()
+    page.locator("input[name=username]").fill(stack["ha_username"])
+    page.locator("input[name=password]").fill(stack["ha_password"])
+    _shot(page, "login.png")
+    page.keyboard.press("Enter")
+    page.locator("ha-sidebar").wait_for()
+    assert "/auth/" not in page.url
+    assert stack["ha_name"] in str(page.locator("ha-sidebar").evaluate(DEEP_TEXT))
+
+
+def test_integration_page_lists_devices(stack: dict[str, Any], browser_page: Any) -> None:
+    """Settings > Devices & services > IOTMP: the hub entry and all seven demo devices."""
+    page = browser_page
+    brand_responses: list[int] = []
+
+    def on_response(response: Any) -> None:
+        if "/api/brands/integration/iotmp/" in response.url:
+            brand_responses.append(response.status)
+
+    page.on("response", on_response)
+    page.goto(stack["integration_url"])
+    page.get_by_text("demo @ 127.0.0.1").first.wait_for()
+    for name in DEMO_DEVICE_NAMES.values():
+        page.get_by_text(name, exact=True).first.wait_for()
+    text = str(page.locator("body").evaluate(DEEP_TEXT))
+    assert re.search(r"\b7 devices\b", text), text[:500]
+    page.wait_for_load_state("networkidle")
+    page.set_viewport_size({"width": 1280, "height": 1040})  # the whole device list
+    page.wait_for_timeout(300)
+    _shot(page, "integration.png")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    # The icon comes from custom_components/iotmp/brand/, not from a CDN.
+    assert brand_responses, "the page did not ask for the integration's brand image"
+    assert all(status == 200 for status in brand_responses), brand_responses
+    page.remove_listener("response", on_response)
+
+
+def test_sensor_values_are_live(stack: dict[str, Any], browser_page: Any) -> None:
+    """The environment sensor's page shows numbers with units, from the running device."""
+    page = browser_page
+    _open_device(page, stack, "env-sensor")
+
+    def sensors_with_temperature() -> str | None:
+        text = _card_text(page, "Sensors")
+        return text if "°C" in text else None
+
+    text = _wait_for(sensors_with_temperature, "the temperature on the environment sensor's page")
+    temperature = _number(re.search(NUMBER + r"\s*°C", text).group(1))  # type: ignore[union-attr]
+    humidity = _number(re.search(NUMBER + r"\s*%", text).group(1))  # type: ignore[union-attr]
+    pressure = _number(re.search(NUMBER + r"\s*hPa", text).group(1))  # type: ignore[union-attr]
+    assert -40 <= temperature <= 60, text
+    assert 0 <= humidity <= 100, text
+    assert 800 <= pressure <= 1200, text
+    diagnostic = _card_text(page, "Diagnostic")
+    assert "Connected" in diagnostic, diagnostic
+    _shot(page, "env-sensor.png")
+
+
+def test_device_change_reaches_the_ui(
+    stack: dict[str, Any], browser_page: Any, loopback: None
+) -> None:
+    """Switching the smart plug's relay on the server side shows up in the open page (push)."""
+    page = browser_page
+    _open_device(page, stack, "smart-plug")
+    _wait_for(lambda: not _switch_checked(page, "Controls"), "the relay switch to show off")
+    _server(stack, "/v3/users/demo/devices/smart-plug/resources/relay", True)
+    _wait_for(lambda: _switch_checked(page, "Controls"), "the relay switch to show on")
+    _server(stack, "/v3/users/demo/devices/smart-plug/resources/relay", False)
+    _wait_for(lambda: not _switch_checked(page, "Controls"), "the relay switch to show off again")
+
+
+def test_toggle_lamp_from_the_ui(stack: dict[str, Any], browser_page: Any, loopback: None) -> None:
+    """The lamp's toggle on its device page reaches the virtual device, and back."""
+    page = browser_page
+    _open_device(page, stack, "rgb-lamp")
+    assert _lamp_input(stack)["on"] is False
+    _wait_for(lambda: not _switch_checked(page, "Controls"), "the lamp toggle to show off")
+    _shot(page, "rgb-lamp.png")
+
+    page.locator("ha-card", has_text="Controls").first.locator("ha-entity-toggle").first.click()
+
+    def lamp_on() -> dict[str, Any] | None:
+        state = _lamp_input(stack)
+        return state if state["on"] else None
+
+    state = _wait_for(lamp_on, "the lamp to receive on")
+    assert state["brightness"] > 0
+    _wait_for(lambda: _switch_checked(page, "Controls"), "the lamp toggle to show on")
+    _shot(page, "rgb-lamp-on.png")
+
+    page.locator("ha-card", has_text="Controls").first.locator("ha-entity-toggle").first.click()
+    _wait_for(lambda: _lamp_input(stack)["on"] is False, "the lamp to receive off")
+    _wait_for(lambda: not _switch_checked(page, "Controls"), "the lamp toggle to show off again")
+
+
+def test_browser_stayed_local(blocked_requests: list[str]) -> None:
+    """Nothing outside the stack was requested (brand images of other integrations aside)."""
+    blocked = [url for url in blocked_requests if "/api/brands/" not in url]
+    assert not blocked, blocked
+
+
+def test_ctrl_c_stops_everything(develop_stack: Any, loopback: None) -> None:
+    """SIGINT stops Home Assistant, the devices and the server: exit 0, ports closed."""
+    info = develop_stack.info
+    exit_code = develop_stack.interrupt()
+    assert exit_code == 0, develop_stack.log.read_text()[-3000:]
+    for url in (info["ha_url"], info["server_url"]):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            sock.settimeout(2)
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{url} still answers"
+    assert not Path(str(develop_stack.ready_file)).exists()
