@@ -30,8 +30,10 @@ FORKY=$IOTMP_CACHE/forky
 FORKY_VENV=/opt/iotmp/venv-latest          # path *inside* the rootfs
 FORKY_READY=$FORKY/.iotmp-forky-ready      # written only after a complete build
 # Debian packages inside the rootfs. libc6-dev because recommends are skipped
-# and gcc needs it to build any sdist that has no 3.14 wheel.
-FORKY_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev ca-certificates"
+# and gcc needs it to build any sdist that has no 3.14 wheel. (No chromium:
+# browser tests run on the minimum leg, on the host.)
+# g++: two of Home Assistant's voice packages (needed by scripts/develop) build from source.
+FORKY_PACKAGES="python3 python3-venv python3-dev gcc g++ libc6-dev ca-certificates"
 
 log() {
     if [[ -t 2 ]]; then

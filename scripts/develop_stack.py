@@ -1070,6 +1070,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="name of the throw-away instance (separate config, state and logs)",
     )
     # Set by scripts/develop:
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only build the Home Assistant venv this command needs, then exit (scripts/setup)",
+    )
     parser.add_argument("--mode", choices=["host", "chroot", "inside"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--forky", help=argparse.SUPPRESS)
@@ -1105,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
         with lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one develop venv build at a time
             ensure_develop_venv(layout)
+        if args.prepare_only:
+            return 0
         if args.fresh:
             log(f"--fresh: wiping {layout.instance_dir}")
             wipe_instance(layout)

@@ -138,6 +138,53 @@ def test_hacs_json() -> None:
         assert data.get("filename"), "zip_release needs filename"
 
 
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[name.lower()] = version
+    return pins
+
+
+def test_minimum_leg_tests_declared_minimum() -> None:
+    """The minimum test leg runs the Home Assistant release hacs.json declares."""
+    declared = AwesomeVersion(_load_json(ROOT / "hacs.json")["homeassistant"])
+    tested = AwesomeVersion(_pins(ROOT / "constraints_test_min.txt")["homeassistant"])
+    assert (tested.major, tested.minor) == (declared.major, declared.minor)
+    latest = AwesomeVersion(_pins(ROOT / "constraints_test.txt")["homeassistant"])
+    assert latest > tested
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize(
+    ("requirements", "constraints"),
+    [
+        ("requirements_test_min.txt", "constraints_test_min.txt"),
+        ("requirements_test.txt", "constraints_test.txt"),
+    ],
+)
+def test_requirements_are_locked(requirements: str, constraints: str) -> None:
+    """Every direct requirement has an exact version in the leg's constraints file.
+
+    After adding or bumping one, run ``scripts/setup --relock`` (see README).
+    """
+    lines = (ROOT / requirements).read_text(encoding="utf-8").splitlines()
+    assert f"-c {constraints}" in [line.split("#", 1)[0].strip() for line in lines]
+    locked = {_normalize(name): version for name, version in _pins(ROOT / constraints).items()}
+    for line in lines:
+        spec = line.split("#", 1)[0].strip()
+        if not spec or spec.startswith("-"):
+            continue
+        name = _normalize(re.split(r"[\s\[=<>!~;]", spec, maxsplit=1)[0])
+        assert name in locked, f"{name} is missing from {constraints}"
+        if "==" in spec:
+            assert spec.split("==", 1)[1].strip() == locked[name], name
+
+
 def test_license_and_readme() -> None:
     license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert license_text.startswith("MIT License")
