@@ -4,10 +4,13 @@ Every application subscription (a resource WebSocket asking for ``resource`` at
 ``interval`` seconds) is a :class:`Subscription`. All subscriptions to the same
 device resource share ONE device stream whose interval is the greatest common
 divisor of theirs (milliseconds towards the device; 0 = pushes only). Each
-subscriber is served at its own rate: a sample is delivered when its interval
-has elapsed since its last delivery (half a device period of slack absorbs
-jitter); interval-0 subscribers get every sample. The first sample after a
-(re)subscription is always delivered: it is the device's stream echo.
+subscriber whose interval is the device stream's interval (the common case: one
+subscriber, or equal intervals) or 0 gets every sample, including the values the
+device pushes on change. A subscriber with a longer interval than the shared
+stream is served at its own rate: a sample is delivered when its interval has
+elapsed since its last delivery (half a device period of slack absorbs jitter).
+The first sample after a (re)subscription is always delivered: it is the
+device's stream echo.
 
 The device stream is re-configured (STOP + START) when the subscriber set
 changes in a way that needs it, stopped when the last subscriber leaves,
@@ -78,12 +81,18 @@ class Subscription:
         """The interval in whole milliseconds (what the device is asked for)."""
         return round(self.interval * 1000)
 
-    def offer(self, value: Any, now: float, slack: float, *, force: bool = False) -> None:
-        """Deliver ``value`` if this subscriber is due (or ``force``)."""
+    def offer(
+        self, value: Any, now: float, slack: float, stream_ms: int, *, force: bool = False
+    ) -> None:
+        """Deliver ``value`` if this subscriber is due (or ``force``).
+
+        ``stream_ms`` is the shared device stream's interval: a subscriber that
+        asked for no less frequent samples than that gets every one (pushes too).
+        """
         due = (
             force
             or self.pending_first
-            or self.interval == 0
+            or self.interval_ms <= stream_ms
             or self.last_delivery is None
             or now - self.last_delivery >= self.interval - slack
         )
@@ -218,9 +227,10 @@ class ResourceStream:
 
     def _dispatch(self, value: Any, *, force: bool = False) -> None:
         now = self.hub.clock()
-        slack = (self.interval_ms or 0) / 2000.0
+        stream_ms = self.interval_ms or 0
+        slack = stream_ms / 2000.0
         for sub in list(self.subscribers):
-            sub.offer(value, now, slack, force=force)
+            sub.offer(value, now, slack, stream_ms, force=force)
 
 
 def _remote_message(exc: RemoteError, default: str) -> str:

@@ -114,6 +114,22 @@ async def test_hub_gcd_rates_and_lifecycle() -> None:
     await hub.close()
 
 
+async def test_lone_subscriber_gets_device_pushes_at_once() -> None:
+    """One subscriber at 30 s: the device's on-change pushes are not held back."""
+    link = FakeLink()
+    clock = [0.0]
+    hub = StreamHub(lambda device_id: link, clock=lambda: clock[0])
+    got: list[Any] = []
+    hub.subscribe(Subscription("d", "count", 30, lambda resource, value: got.append(value)))
+    await _settle()
+    assert link.log == [("start", "count", 30000)]
+    for second in (1, 2, 3):  # pushes a second apart, well inside the 30 s interval
+        clock[0] = float(second)
+        link.emit(second)
+    assert got == ["echo", 1, 2, 3]
+    await hub.close()
+
+
 async def test_hub_waits_for_device() -> None:
     link: FakeLink | None = None
     hub = StreamHub(lambda device_id: link)
