@@ -758,7 +758,10 @@ def _guess_tokens(resource: str, path: Sequence[str]) -> list[str]:
 def _all_tokens(resource: str, path: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for name in (resource, *path):
-        found.update(_tokens(name))
+        for token in _tokens(name):
+            found.add(token)
+            # "led1", "lamp2": the same word with trailing digits, as for sensor words.
+            found.add(token.rstrip("0123456789") or token)
     return found
 
 

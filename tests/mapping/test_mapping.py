@@ -833,3 +833,9 @@ def test_option_flow_helpers() -> None:
     assert units_for("sensor", None) is None
     assert units_for("sensor", "unknown_class") is None
     assert units_for("switch", None) == []
+
+
+@pytest.mark.parametrize("name", ["led1", "lamp2", "Light_3"])
+def test_light_words_with_trailing_digits(name: str) -> None:
+    assert one(inp(name, True)).platform == "light"
+    assert one(inp(name, {"on": True, "brightness": 10})).platform == "light"
