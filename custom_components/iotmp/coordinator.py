@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_TOKEN, CONF_URL, CONF_VERIFY_SSL
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -31,6 +32,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.storage import Store
+from homeassistant.util import ssl as ssl_util
 
 from .client import (
     AccountEventStream,
@@ -939,9 +941,24 @@ def _cache_shape(cached: Mapping[str, Any]) -> Any:
 
 
 def create_client(hass: HomeAssistant, entry: IotmpConfigEntry) -> IotmpApiClient:
-    """Build the API client on Home Assistant's shared session."""
+    """Build the API client: REST on Home Assistant's shared session, streams on their own.
+
+    The shared session allows 100 connections per host, and the integration keeps
+    one WebSocket per device open, so the streams get a session without that limit;
+    it is closed when the entry unloads (or fails to set up).
+    """
     verify_ssl = bool(entry.data.get(CONF_VERIFY_SSL, True))
     session = async_get_clientsession(hass, verify_ssl=verify_ssl)
+    stream_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=0,
+            ssl=ssl_util.get_default_context()
+            if verify_ssl
+            else ssl_util.get_default_no_verify_context(),
+        )
+    )
+    entry.async_on_unload(stream_session.close)
     refresher: Callable[[], Awaitable[str]] | None = None
     if entry.data.get(CONF_AUTH_METHOD) == AUTH_PASSWORD and entry.data.get(CONF_REFRESH_TOKEN):
         refresher = TokenRefresher(hass, entry).async_refresh
@@ -951,6 +968,7 @@ def create_client(hass: HomeAssistant, entry: IotmpConfigEntry) -> IotmpApiClien
         entry.data[CONF_TOKEN],
         verify_ssl=verify_ssl,
         token_refresher=refresher,
+        stream_session=stream_session,
     )
 
 

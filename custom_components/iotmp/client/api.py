@@ -259,8 +259,12 @@ class IotmpApiClient:
         verify_ssl: bool = True,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         token_refresher: Callable[[], Awaitable[str]] | None = None,
+        stream_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._session = session
+        # Long-lived WebSockets (one per device) may need a session of their own:
+        # a shared session's per-host connection limit would cap the device count.
+        self._stream_session = stream_session
         self._base = _base_url_or_raise(base_url)
         self._base_text = str(self._base)
         self._token = token
@@ -277,6 +281,11 @@ class IotmpApiClient:
     def session(self) -> aiohttp.ClientSession:
         """The caller's aiohttp session."""
         return self._session
+
+    @property
+    def stream_session(self) -> aiohttp.ClientSession:
+        """The session the resource and event WebSockets use (default: :attr:`session`)."""
+        return self._stream_session if self._stream_session is not None else self._session
 
     @property
     def base_url(self) -> str:

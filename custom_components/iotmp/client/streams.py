@@ -194,7 +194,7 @@ class _Stream:
         url = client.ws_url(self._path())
         try:
             async with asyncio.timeout(client.request_timeout):
-                return await client.session.ws_connect(
+                return await client.stream_session.ws_connect(
                     url,
                     params={"authorization": token},
                     heartbeat=self._heartbeat,

@@ -51,7 +51,10 @@ _KNOWN_TYPES: Final[dict[int, MessageType]] = {int(t): t for t in MessageType}
 
 _SMALL_VARINT: Final[tuple[bytes, ...]] = tuple(encode_varint(n) for n in range(1024))
 
-_pson_into = pson.encode_into
+# The codec appends PSON straight into the body buffer through the encoder's
+# internal entry points (same package), skipping one dispatch per field.
+_pson_enc = pson._enc
+_pson_map = pson._enc_map
 _legacy_into = pson_legacy.encode_into
 _pson_dec = pson.decode_body_value
 _legacy_dec = pson_legacy.decode_body_value
@@ -68,21 +71,34 @@ def encode_message(msg: Message, *, legacy: bool = False) -> bytes:
     """Encode ``msg`` (header + body); fields go out in ``msg.fields`` order."""
     body = bytearray()
     wire_types = msg.wire_types
-    default_pson = _WT_LEGACY if legacy else _WT_PSON
     for fid, value in msg.fields.items():
+        wt: int | None = wire_types.get(fid) if wire_types else None
+        tv = type(value)
+        if wt is None:
+            if tv is int:
+                wt = _WT_VARINT if 0 <= value < UINT32_LIMIT else _WT_PSON
+            elif tv is not bool and isinstance(value, int) and 0 <= value < UINT32_LIMIT:
+                wt = _WT_VARINT  # int subclass (IntEnum, ...)
+            else:
+                wt = _WT_PSON
+            if legacy and wt == _WT_PSON:
+                wt = _WT_LEGACY
         if type(fid) is not int and not isinstance(fid, int):
             raise TypeError(f"field id must be int, not {type(fid).__name__}")
-        if not 0 <= fid < (1 << 29):
-            raise ValueError(f"field id {fid} out of range")
-        wt: int | None = wire_types.get(fid)
-        if wt is None:
-            is_int = type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
-            wt = _WT_VARINT if is_int and 0 <= value < UINT32_LIMIT else default_pson
-        body += _uvarint(fid << 3 | wt)
+        key = fid << 3 | wt
+        if fid >= 0 and key < 0x80:
+            body.append(key)
+        elif 0 <= fid < (1 << 29):
+            body += encode_varint(key)
+        else:
+            raise ValueError(f"field id {fid} out of range 0 .. 2**29-1")
         if wt == _WT_PSON:
-            _pson_into(value, body)
+            if tv is dict:
+                _pson_map(value, body, 0)
+            else:
+                _pson_enc(value, body, 0)
         elif wt == _WT_VARINT:
-            if not isinstance(value, int) or isinstance(value, bool):
+            if tv is not int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise TypeError(f"field {fid}: varint wire type needs an int, got {value!r}")
             if not 0 <= value < UINT32_LIMIT:
                 raise ValueError(f"field {fid}: varint value {value} outside 0 .. 2**32-1")
@@ -92,9 +108,12 @@ def encode_message(msg: Message, *, legacy: bool = False) -> bytes:
         else:
             raise ValueError(f"field {fid}: unsupported wire type {wt}")
     mtype = msg.type
+    size = len(body)
+    if 0 <= mtype < 0x80 and size < 0x80:
+        return bytes((mtype, size)) + body
     if not 0 <= mtype < UINT32_LIMIT:
         raise ValueError(f"message type {mtype} outside 0 .. 2**32-1")
-    return _uvarint(int(mtype)) + _uvarint(len(body)) + body
+    return _uvarint(int(mtype)) + _uvarint(size) + body
 
 
 # --------------------------------------------------------------------------- decode
@@ -107,14 +126,19 @@ def _read_header(
 
     Enforces the size limit as soon as the size varint is complete.
     """
-    header = try_decode_varint32(buf, pos, end)
-    if header is None:
-        return None
-    mtype, p = header
-    sized = try_decode_varint32(buf, p, end)
-    if sized is None:
-        return None
-    size, p = sized
+    if pos + 1 < end and buf[pos] < 0x80 and buf[pos + 1] < 0x80:  # one-byte type and size
+        mtype = buf[pos]
+        size = buf[pos + 1]
+        p = pos + 2
+    else:
+        header = try_decode_varint32(buf, pos, end)
+        if header is None:
+            return None
+        mtype, p = header
+        sized = try_decode_varint32(buf, p, end)
+        if sized is None:
+            return None
+        size, p = sized
     if size > limits.max_message_size:
         raise ProtocolError(
             f"message body of {size} bytes exceeds the limit of {limits.max_message_size}"
@@ -221,28 +245,37 @@ class MessageDecoder:
 
     def _feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         buf = self._buf
-        buf += data
+        pending = self._pending
+        if buf:
+            buf += data
+            if pending is not None and len(buf) < pending[2] + pending[1]:
+                return []  # still inside a body whose header was checked already
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
+        # ``data`` now holds everything not yet consumed; a pending header's
+        # offsets are relative to its start.
         limits = self._limits
         max_depth = limits.max_depth
         out: list[Message] = []
         pos = 0
-        end = len(buf)
-        pending = self._pending
-        while True:
+        end = len(data)
+        while pos < end:
             if pending is None:
-                pending = _read_header(buf, pos, end, limits)
+                pending = _read_header(data, pos, end, limits)
                 if pending is None:
                     break
             mtype, size, body = pending
             stop = body + size
             if stop > end:
-                # keep the header parsed; rebase it onto the compacted buffer below
-                pending = (mtype, size, body - pos)
                 break
-            out.append(_decode_body(mtype, bytes(buf[body:stop]), 0, max_depth))
+            out.append(_decode_body(mtype, data[body:stop], 0, max_depth))
             pos = stop
             pending = None
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            buf += memoryview(data)[pos:]
+            if pending is not None:
+                pending = (pending[0], pending[1], pending[2] - pos)
         self._pending = pending
         return out

@@ -165,7 +165,7 @@ def encode(value: Any) -> bytes:
     t = type(value)
     if t is dict:
         out = bytearray()
-        _enc(value, out, 0)
+        _enc_map(value, out, 0)
         return bytes(out)
     if t is int:
         return _int_bytes(value)
@@ -240,7 +240,33 @@ def _enc_map(v: dict[Any, Any], out: bytearray, depth: int) -> None:
         elif tx is float:
             out += _float_bytes(x)
         elif tx is dict:
-            _enc_map(x, out, depth)
+            # A dict inside a dict is encoded here rather than by a recursive
+            # call; its leaves take the same fast paths.
+            if depth >= MAX_ENCODE_DEPTH:
+                raise ValueError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
+            n = len(x)
+            out += _MAP_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_MAP, n)
+            for k2, y in x.items():
+                try:
+                    out += kc[k2]
+                except KeyError:
+                    out += _key_bytes(k2)
+                ty = type(y)
+                if ty is int:
+                    out += _UINT[y] if 0 <= y < _TABLE_SIZE else _int_bytes(y)
+                elif ty is str:
+                    b = y.encode()
+                    n = len(b)
+                    out += _STR_HEAD[n] if n < _TABLE_SIZE else _head(_CLS_STR, n)
+                    out += b
+                elif ty is float:
+                    out += _float_bytes(y)
+                elif y is True:
+                    out += _TRUE
+                elif y is False:
+                    out += _FALSE
+                else:
+                    _enc(y, out, depth + 1)
         elif x is True:
             out += _TRUE
         elif x is False:
@@ -302,8 +328,17 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one PSON value filling ``data`` (trailing bytes are an error)."""
     if type(data) is not bytes:
         data = bytes(data)
-    value, pos = decode_at(data, 0, len(data), max_depth)
+    try:
+        value, pos = _dec(data, 0, max_depth)
+    except (IndexError, struct.error):
+        raise _truncated() from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"invalid UTF-8 in PSON string: {exc.reason}") from None
+    except RecursionError:
+        raise ProtocolError("PSON nesting too deep for the interpreter") from None
     if pos != len(data):
+        if pos > len(data):
+            raise _truncated()
         raise ProtocolError(f"{len(data) - pos} trailing bytes after the PSON value")
     return value
 
@@ -426,11 +461,61 @@ def _dec(buf: bytes, pos: int, rem: int) -> tuple[Any, int]:
     return buf[pos:e], e
 
 
-# The two container loops below decode the common leaves (small ints, short
-# strings, float32/64, booleans/null, 1-byte escaped ints) and nested
-# containers inline instead of going through ``_dec``: a Python call plus a
-# tuple per value is most of the cost of decoding. ``rem`` is the number of
-# container levels still allowed *below* this container.
+# Tag tables for the container loops below.
+# _KLEN[tag]: byte length of an inline-length string (tags 0x80..0x9e), else -1.
+_KLEN: Final[tuple[int, ...]] = tuple(t - 0x80 if 0x80 <= t < 0x9F else -1 for t in range(256))
+# _VKIND[tag]: which inline fast path decodes a value with this tag.
+_VK_UINT = 0  # 0x00..0x1e: the tag is the value
+_VK_STR = 1  # 0x80..0x9e: short string
+_VK_F32 = 2  # 0x40
+_VK_MAP = 3  # 0xc0..0xde: map with inline count
+_VK_DISCRETE = 4  # 0x60..0x62
+_VK_F64 = 5  # 0x41
+_VK_ARRAY = 6  # 0xe0..0xfe
+_VK_ESC_UINT = 7  # 0x1f: escaped unsigned integer
+_VK_OTHER = 8  # everything else: through _dec
+
+
+def _vkind(t: int) -> int:
+    if t < 0x1F:
+        return _VK_UINT
+    if 0x80 <= t < 0x9F:
+        return _VK_STR
+    if t == 0x40:
+        return _VK_F32
+    if 0xC0 <= t < 0xDF:
+        return _VK_MAP
+    if 0x60 <= t < 0x63:
+        return _VK_DISCRETE
+    if t == 0x41:
+        return _VK_F64
+    if 0xE0 <= t < 0xFF:
+        return _VK_ARRAY
+    if t == 0x1F:
+        return _VK_ESC_UINT
+    return _VK_OTHER
+
+
+_VKIND: Final[tuple[int, ...]] = tuple(_vkind(t) for t in range(256))
+_DISCRETE_BY_TAG: Final[tuple[Any, ...]] = (None,) * 0x60 + (False, True, None) + (None,) * 0x9D
+
+
+def _long_key(buf: bytes, pos: int) -> tuple[int, int]:
+    """Start and end of a map key whose tag is not a short string (escaped or invalid)."""
+    kt = buf[pos]
+    if kt != 0x9F:
+        raise ProtocolError(f"PSON map key has tag 0x{kt:02x}, expected a string")
+    kn, s = _uvarint64(buf, pos + 1)
+    if kn > len(buf) - s:
+        raise ProtocolError(f"PSON map key of {kn} bytes overruns the input")
+    return s, s + kn
+
+
+# The two container loops decode the common leaves (small ints, short strings,
+# float32/64, booleans/null, escaped ints) and nested containers inline
+# instead of going through ``_dec``: a Python call plus a tuple per value is
+# most of the cost of decoding. ``rem`` is the number of container levels
+# still allowed *below* this container.
 #
 # Short strings and keys are sliced without a bounds check: ``pos`` only ever
 # grows, so a slice that ran past the end either makes the next read raise
@@ -445,44 +530,81 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
         raise ProtocolError(f"PSON map claims {n} entries but only {blen - pos} bytes remain")
     d: dict[str, Any] = {}
     for _ in range(n):
-        kt = buf[pos]
-        if 0x80 <= kt < 0x9F:
+        kn = _KLEN[buf[pos]]
+        if kn >= 0:
             s = pos + 1
-            pos = s + kt - 0x80
-        elif kt == 0x9F:
-            kn, s = _uvarint64(buf, pos + 1)
             pos = s + kn
         else:
-            raise ProtocolError(f"PSON map key has tag 0x{kt:02x}, expected a string")
+            s, pos = _long_key(buf, pos)
         key = buf[s:pos].decode()
         vt = buf[pos]
-        if vt < 0x1F:
+        k = _VKIND[vt]
+        if k == _VK_UINT:
             d[key] = vt
             pos += 1
-        elif 0x80 <= vt < 0x9F:
+        elif k == _VK_STR:
             s = pos + 1
             pos = s + vt - 0x80
             d[key] = buf[s:pos].decode()
-        elif vt == 0x40:
+        elif k == _VK_F32:
             d[key] = _unpack_f32_from(buf, pos + 1)[0]
             pos += 5
-        elif 0xC0 <= vt < 0xDF:
+        elif k == _VK_MAP:
             if rem <= 0:
                 raise _depth_error()
-            d[key], pos = _map(buf, pos + 1, vt - 0xC0, rem - 1)
-        elif vt == 0x1F and buf[pos + 1] < 0x80:
-            d[key] = buf[pos + 1]
-            pos += 2
-        elif 0x60 <= vt < 0x63:
-            d[key] = _DISCRETE[vt - 0x60]
+            # A map inside a map (DESCRIBE replies, nested samples) is decoded
+            # here rather than by a recursive call; its leaves take the same
+            # fast paths, anything else goes through _dec.
+            m = vt - 0xC0
             pos += 1
-        elif vt == 0x41:
+            if 2 * m > blen - pos:
+                raise ProtocolError(
+                    f"PSON map claims {m} entries but only {blen - pos} bytes remain"
+                )
+            sub: dict[str, Any] = {}
+            d[key] = sub
+            for _ in range(m):
+                kn = _KLEN[buf[pos]]
+                if kn >= 0:
+                    s = pos + 1
+                    pos = s + kn
+                else:
+                    s, pos = _long_key(buf, pos)
+                skey = buf[s:pos].decode()
+                vt = buf[pos]
+                k = _VKIND[vt]
+                if k == _VK_UINT:
+                    sub[skey] = vt
+                    pos += 1
+                elif k == _VK_STR:
+                    s = pos + 1
+                    pos = s + vt - 0x80
+                    sub[skey] = buf[s:pos].decode()
+                elif k == _VK_F32:
+                    sub[skey] = _unpack_f32_from(buf, pos + 1)[0]
+                    pos += 5
+                elif k == _VK_DISCRETE:
+                    sub[skey] = _DISCRETE_BY_TAG[vt]
+                    pos += 1
+                elif k == _VK_F64:
+                    sub[skey] = _unpack_f64_from(buf, pos + 1)[0]
+                    pos += 9
+                elif k == _VK_ESC_UINT:
+                    sub[skey], pos = _uvarint64(buf, pos + 1)
+                else:
+                    sub[skey], pos = _dec(buf, pos, rem - 1)
+        elif k == _VK_DISCRETE:
+            d[key] = _DISCRETE_BY_TAG[vt]
+            pos += 1
+        elif k == _VK_F64:
             d[key] = _unpack_f64_from(buf, pos + 1)[0]
             pos += 9
-        elif 0xE0 <= vt < 0xFF:
+        elif k == _VK_ARRAY:
             if rem <= 0:
                 raise _depth_error()
             d[key], pos = _array(buf, pos + 1, vt - 0xE0, rem - 1)
+        elif k == _VK_ESC_UINT:
+            d[key], pos = _uvarint64(buf, pos + 1)
         else:
             d[key], pos = _dec(buf, pos, rem)
     return d, pos
@@ -496,29 +618,33 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
     append = a.append
     for _ in range(n):
         vt = buf[pos]
-        if vt < 0x1F:
+        k = _VKIND[vt]
+        if k == _VK_UINT:
             append(vt)
             pos += 1
-        elif vt == 0x40:
+        elif k == _VK_F32:
             append(_unpack_f32_from(buf, pos + 1)[0])
             pos += 5
-        elif 0x80 <= vt < 0x9F:
+        elif k == _VK_STR:
             s = pos + 1
             pos = s + vt - 0x80
             append(buf[s:pos].decode())
-        elif vt == 0x41:
+        elif k == _VK_F64:
             append(_unpack_f64_from(buf, pos + 1)[0])
             pos += 9
-        elif 0xC0 <= vt < 0xDF:
+        elif k == _VK_MAP:
             if rem <= 0:
                 raise _depth_error()
-            x, pos = _map(buf, pos + 1, vt - 0xC0, rem - 1)
-            append(x)
-        elif 0xE0 <= vt < 0xFF:
+            m, pos = _map(buf, pos + 1, vt - 0xC0, rem - 1)
+            append(m)
+        elif k == _VK_DISCRETE:
+            append(_DISCRETE_BY_TAG[vt])
+            pos += 1
+        elif k == _VK_ARRAY:
             if rem <= 0:
                 raise _depth_error()
-            x, pos = _array(buf, pos + 1, vt - 0xE0, rem - 1)
-            append(x)
+            sub, pos = _array(buf, pos + 1, vt - 0xE0, rem - 1)
+            append(sub)
         else:
             x, pos = _dec(buf, pos, rem)
             append(x)
