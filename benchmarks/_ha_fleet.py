@@ -4,14 +4,11 @@ Not meant to be run by hand. It starts the local server in-process
 (``iotmp_server.testing.run_test_server``) and ``--devices`` virtual devices over TCP,
 cycling through the demo profiles, each with one extra benchmark resource:
 
-    bench   input (fn 2), a number. Its "new state" is streamed by the device on demand,
-            the way firmware streams an input's state; the value is the send time in
+    bench   an output (fn 3, shown as a sensor) or, with ``--bench-kind input``, an
+            input (fn 2, shown as a number), holding a number. The fleet streams it on
+            demand ("stream on change", as firmware does); the value is the send time in
             microseconds of CLOCK_MONOTONIC minus a base given by the parent (the clock is
-            system-wide, so the parent can compute the latency when the value arrives).
-
-An input is used because the local server delivers every sample only to interval-0
-subscribers; the integration subscribes inputs with interval 0 and outputs at the
-update interval (>= 1 s), which the server enforces per subscriber.
+            system-wide, so the parent computes the latency when the value arrives).
 
 Protocol: one JSON object per line. On stdout first ``{"ready": true, ...}`` (URL,
 user, token, device ids), then one reply per command read from stdin:
@@ -35,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iotmp_devices.fleet import Fleet, Target  # noqa: E402
-from iotmp_devices.profile import PROFILES_DIR, parse_profile  # noqa: E402
-from iotmp_devices.virtual_device import VirtualDevice  # noqa: E402
-from iotmp_server.testing import TestDevice, run_test_server  # noqa: E402
+from iotmp_devices.fleet import Fleet, Target
+from iotmp_devices.profile import PROFILES_DIR, parse_profile
+from iotmp_devices.virtual_device import VirtualDevice
+from iotmp_server.testing import TestDevice, run_test_server
 
 PROFILE_ORDER = (
     "environment_sensor",
@@ -53,10 +50,10 @@ BENCH = "bench"
 USER = "bench"
 
 
-def bench_profile(name: str) -> Any:
-    """A built-in profile plus the ``bench`` input resource."""
+def bench_profile(name: str, kind: str) -> Any:
+    """A built-in profile plus the ``bench`` resource (``kind`` output or input)."""
     data = json.loads((PROFILES_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    data["resources"].append({"name": BENCH, "kind": "input", "value": 0})
+    data["resources"].append({"name": BENCH, "kind": kind, "value": 0})
     return parse_profile(data, source=f"{name}+bench")
 
 
@@ -88,7 +85,7 @@ async def stream_phase(
             vd.sim.state[BENCH] = value
             try:
                 await vd.device.stream(BENCH, value)
-            except Exception as exc:  # noqa: BLE001 - a dropped device must not stop the run
+            except Exception as exc:
                 logging.getLogger(__name__).warning("%s: send failed: %s", vd.device_id, exc)
             sent += 1
         await asyncio.sleep(0.002)
@@ -105,7 +102,7 @@ async def stream_phase(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    profiles = [bench_profile(name) for name in PROFILE_ORDER]
+    profiles = [bench_profile(name, args.bench_kind) for name in PROFILE_ORDER]
     devices: list[VirtualDevice] = []
     for i in range(args.devices):
         profile = profiles[i % len(profiles)]
@@ -142,9 +139,7 @@ async def main_async(args: argparse.Namespace) -> None:
             )
             reader = asyncio.StreamReader()
             loop = asyncio.get_running_loop()
-            await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-            )
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
             while True:
                 line = await reader.readline()
                 if not line:
@@ -166,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--tick", type=float, default=1.0)
+    parser.add_argument("--bench-kind", choices=("output", "input"), default="output")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(main_async(args))

@@ -10,10 +10,11 @@ Design (see docs/benchmarks.md, "Home Assistant integration"):
 * A subprocess (``benchmarks/_ha_fleet.py``, same interpreter) runs the local server
   (``iotmp_server.testing.run_test_server``) and N virtual devices over TCP, cycling
   through the seven demo profiles at their normal 1 s behaviour tick. Every device has
-  one extra input resource ``bench`` whose value is the send time (CLOCK_MONOTONIC,
-  system-wide); on command the fleet streams R values per second round-robin over the
-  devices. So the measuring process (this one) holds only Home Assistant, and its CPU
-  time (``time.process_time``, all threads) and RSS are HA's.
+  one extra output resource ``bench`` (a sensor in HA; ``--bench-kind input`` makes it
+  an input, a number entity) whose value is the send time (CLOCK_MONOTONIC, system-wide);
+  on command the fleet streams R values per second round-robin over the devices. So the
+  measuring process (this one) holds only Home Assistant, and its CPU time
+  (``time.process_time``, all threads) and RSS are HA's.
 * Home Assistant is a real ``HomeAssistant`` built by
   ``pytest_homeassistant_custom_component.common.async_test_home_assistant`` (outside
   pytest: no asyncio debug mode, no socket guard; registries in memory, a temp config
@@ -41,6 +42,7 @@ import contextlib
 import gc
 import importlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -49,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,7 +85,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def med(values: list[float]) -> float:
-    clean = [v for v in values if v == v]  # drop nan
+    clean = [v for v in values if not math.isnan(v)]
     return statistics.median(clean) if clean else float("nan")
 
 
@@ -111,18 +114,50 @@ class LoopLag:
                 await self._task
 
 
+class GcPauses:
+    """Records garbage-collector pauses (ms per generation) while active."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.setdefault(info.get("generation", 2), []).append(
+                (time.perf_counter() - self._start) * 1000
+            )
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        every = [p for ps in self.pauses.values() for p in ps]
+        return {
+            "gc_count": {str(g): len(ps) for g, ps in self.pauses.items()},
+            "gc_total_ms": sum(every),
+            "gc_max_ms": max(every, default=0.0),
+        }
+
+
 class FleetProcess:
     """The server + device fleet subprocess (``_ha_fleet.py``)."""
 
-    def __init__(self, devices: int, tick: float, log_path: Path) -> None:
+    def __init__(self, devices: int, tick: float, bench_kind: str, log_path: Path) -> None:
         self.devices = devices
         self.tick = tick
+        self.bench_kind = bench_kind
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
 
     async def start(self) -> None:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115, ASYNC230 - closed in stop()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(FLEET),
@@ -130,6 +165,8 @@ class FleetProcess:
             str(self.devices),
             "--tick",
             str(self.tick),
+            "--bench-kind",
+            self.bench_kind,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
@@ -257,7 +294,7 @@ async def baseline_stream(
         for ws in sockets:
             await ws.send_str(json.dumps({"resource": BENCH, "interval": 0, "enabled": True}))
         deadline = time.monotonic() + 30
-        while len(echoed) < len(sockets) and time.monotonic() < deadline:
+        while len(echoed) < len(sockets) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         gc.collect()
@@ -266,8 +303,9 @@ async def baseline_stream(
         recording = True
         cpu0, fcpu0 = time.process_time(), fleet.cpu_seconds()
         lag.start()
-        sent = await fleet.stream(rate, duration, base_ns)
-        await drain(lambda: len(latencies), sent["sent"])
+        with GcPauses() as pauses:
+            sent = await fleet.stream(rate, duration, base_ns)
+            await drain(lambda: len(latencies), sent["sent"])
         cpu = time.process_time() - cpu0
         fleet_cpu = fleet.cpu_seconds() - fcpu0
         await lag.stop()
@@ -291,10 +329,31 @@ async def baseline_stream(
         "send_lag_p99_ms": sent["lag_p99_ms"],
         "loop_lag_p99_ms": pct(lag.samples, 99),
         "echoed": len(echoed),
+        **pauses.summary(),
     }
 
 
 # ---------------------------------------------------------------------- Home Assistant
+
+
+def garbage_summary(top: int = 25) -> list[tuple[str, int]]:
+    """Types of the objects the collector found as cyclic garbage (``--gc-garbage``)."""
+    gc.collect()
+    gc.set_debug(0)
+    counts: dict[str, int] = {}
+    for obj in gc.garbage:
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        if isinstance(obj, types.FunctionType | types.CoroutineType):
+            name += f" {obj.__qualname__}"
+        elif isinstance(obj, types.FrameType):
+            name += f" {obj.f_code.co_qualname}"
+        elif isinstance(obj, types.CellType):
+            with contextlib.suppress(ValueError):
+                name += f" -> {type(obj.cell_contents).__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    gc.garbage.clear()
+    return sorted(counts.items(), key=lambda item: -item[1])[:top]
 
 
 def preimport() -> None:
@@ -324,6 +383,7 @@ async def ha_phase(
         STATE_UNKNOWN,
     )
     from homeassistant.core import callback  # noqa: PLC0415
+    from homeassistant.helpers import aiohttp_client  # noqa: PLC0415
     from homeassistant.helpers import entity_registry as er  # noqa: PLC0415
     from pytest_homeassistant_custom_component.common import (  # noqa: PLC0415
         MockConfigEntry,
@@ -343,8 +403,6 @@ async def ha_phase(
     )
     from custom_components.iotmp.coordinator import connectivity_spec  # noqa: PLC0415
 
-    from homeassistant.helpers import aiohttp_client  # noqa: PLC0415
-
     def plain_resolver(hass: Any) -> Any:
         # What the HA test harness does too: the mDNS-capable resolver needs the zeroconf
         # and network integrations. The URL is a literal 127.0.0.1, so nothing resolves.
@@ -354,7 +412,7 @@ async def ha_phase(
         resolver.real_close = resolver.close  # type: ignore[attr-defined]
         return resolver
 
-    aiohttp_client._async_make_resolver = plain_resolver  # noqa: SLF001
+    aiohttp_client._async_make_resolver = plain_resolver
     if args.connector_limit is not None:
         # Opt-in what-if: lift HA's per-host connection cap of the shared session.
         aiohttp_client.MAXIMUM_CONNECTIONS_PER_HOST = args.connector_limit
@@ -470,8 +528,9 @@ async def ha_phase(
             await asyncio.sleep(1.0)
 
             # -------------------------------------------------------- streaming
+            bench_domain = "sensor" if args.bench_kind == "output" else "number"
             bench_ids = {
-                ent_reg.async_get_entity_id("number", DOMAIN, manager.unique_id(d, BENCH))
+                ent_reg.async_get_entity_id(bench_domain, DOMAIN, manager.unique_id(d, BENCH))
                 for d in manager.devices
             }
             bench_ids.discard(None)
@@ -506,15 +565,20 @@ async def ha_phase(
 
                 profiler = cProfile.Profile()
                 profiler.enable()
+            if args.gc_garbage:
+                gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector frees, to count it
             cpu0, fcpu0 = time.process_time(), fleet.cpu_seconds()
             lag.start()
-            sent = await fleet.stream(args.rate, args.duration, base_ns)
-            await drain(lambda: len(latencies), sent["sent"])
+            with GcPauses() as pauses:
+                sent = await fleet.stream(args.rate, args.duration, base_ns)
+                await drain(lambda: len(latencies), sent["sent"])
             cpu = time.process_time() - cpu0
             fleet_cpu = fleet.cpu_seconds() - fcpu0
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(profile_path)
+            if args.gc_garbage:
+                result["gc_garbage"] = garbage_summary()
             await lag.stop()
             unsub()
             received = len(latencies)
@@ -532,6 +596,7 @@ async def ha_phase(
                     "fleet_cpu_util": fleet_cpu / sent["wall"],
                     "send_lag_p99_ms": sent["lag_p99_ms"],
                     "loop_lag_p99_ms": pct(lag.samples, 99),
+                    **pauses.summary(),
                 }
             )
             assert await hass.config_entries.async_unload(entry.entry_id)
@@ -546,48 +611,96 @@ async def ha_phase(
 
 
 def fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if value != value else f"{value:.{digits}f}"
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def ratio(a: float, b: float) -> str:
-    return "n/a" if not (a == a and b == b) or b == 0 else f"{a / b:.2f}x"
+    return "n/a" if math.isnan(a) or math.isnan(b) or b == 0 else f"{a / b:.2f}x"
 
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     def m(part: str, key: str) -> float:
         return med([run[part][key] for run in runs])
 
+    bench_entity = "sensor" if args.bench_kind == "output" else "number"
     print()
     print(
         f"IOTMP Home Assistant benchmark: {args.devices} devices, {args.rate:g} updates/s, "
-        f"{args.duration:g} s per phase, {len(runs)} repeat(s), medians over repeats"
+        f"{args.duration:g} s per phase, {len(runs)} repeat(s), medians over repeats; "
+        f"streamed resource: {args.bench_kind} ({bench_entity})"
     )
-    print(f"Python {platform.python_version()}, Home Assistant {runs[0]['ha_version']}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"Python {platform.python_version()}, Home Assistant {runs[0]['ha_version']}, "
+        f"{os.cpu_count()} CPUs"
+    )
     if args.connector_limit is not None:
         print(f"WHAT-IF: HA's per-host connection limit patched to {args.connector_limit}")
     print()
     rows = [
         ("setup: entry loaded (s)", fmt(m("ha", "setup_loaded_s"), 2), "", ""),
-        ("setup: all entities have a state (s)", fmt(m("ha", "setup_ready_s"), 2),
-         fmt(m("base_snap", "seconds"), 2), ratio(m("ha", "setup_ready_s"), m("base_snap", "seconds"))),
+        (
+            "setup: all entities have a state (s)",
+            fmt(m("ha", "setup_ready_s"), 2),
+            fmt(m("base_snap", "seconds"), 2),
+            ratio(m("ha", "setup_ready_s"), m("base_snap", "seconds")),
+        ),
         ("setup: HA CPU (s)", fmt(m("ha", "setup_cpu_s"), 2), "", ""),
-        ("latency median (ms)", fmt(m("ha", "median_ms"), 1), fmt(m("base", "median_ms"), 1),
-         ratio(m("ha", "median_ms"), m("base", "median_ms"))),
-        ("latency p99 (ms)", fmt(m("ha", "p99_ms"), 1), fmt(m("base", "p99_ms"), 1),
-         ratio(m("ha", "p99_ms"), m("base", "p99_ms"))),
+        (
+            "latency median (ms)",
+            fmt(m("ha", "median_ms"), 1),
+            fmt(m("base", "median_ms"), 1),
+            ratio(m("ha", "median_ms"), m("base", "median_ms")),
+        ),
+        (
+            "latency p99 (ms)",
+            fmt(m("ha", "p99_ms"), 1),
+            fmt(m("base", "p99_ms"), 1),
+            ratio(m("ha", "p99_ms"), m("base", "p99_ms")),
+        ),
         ("latency max (ms)", fmt(m("ha", "max_ms"), 1), fmt(m("base", "max_ms"), 1), ""),
-        ("updates received / sent", f"{m('ha', 'received'):.0f} / {m('ha', 'sent'):.0f}",
-         f"{m('base', 'received'):.0f} / {m('base', 'sent'):.0f}", ""),
-        ("CPU s per 1,000 updates (this process)", fmt(m("ha", "cpu_per_1000"), 3),
-         fmt(m("base", "cpu_per_1000"), 3), ratio(m("ha", "cpu_per_1000"), m("base", "cpu_per_1000"))),
-        ("  server+fleet CPU s per 1,000 updates", fmt(m("ha", "fleet_cpu_per_1000"), 3),
-         fmt(m("base", "fleet_cpu_per_1000"), 3), ""),
-        ("  server+fleet CPU utilisation", fmt(100 * m("ha", "fleet_cpu_util"), 0) + " %",
-         fmt(100 * m("base", "fleet_cpu_util"), 0) + " %", ""),
-        ("event-loop lag p99 (ms)", fmt(m("ha", "loop_lag_p99_ms"), 1),
-         fmt(m("base", "loop_lag_p99_ms"), 1), ""),
-        ("memory: RSS delta per device (MB)", fmt(m("ha", "mb_per_device"), 3), "", ""),
+        (
+            "updates received / sent",
+            f"{m('ha', 'received'):.0f} / {m('ha', 'sent'):.0f}",
+            f"{m('base', 'received'):.0f} / {m('base', 'sent'):.0f}",
+            "",
+        ),
+        (
+            "CPU s per 1,000 updates (this process)",
+            fmt(m("ha", "cpu_per_1000"), 3),
+            fmt(m("base", "cpu_per_1000"), 3),
+            ratio(m("ha", "cpu_per_1000"), m("base", "cpu_per_1000")),
+        ),
+        (
+            "  server+fleet CPU s per 1,000 updates",
+            fmt(m("ha", "fleet_cpu_per_1000"), 3),
+            fmt(m("base", "fleet_cpu_per_1000"), 3),
+            "",
+        ),
+        (
+            "  server+fleet CPU utilisation",
+            fmt(100 * m("ha", "fleet_cpu_util"), 0) + " %",
+            fmt(100 * m("base", "fleet_cpu_util"), 0) + " %",
+            "",
+        ),
+        (
+            "event-loop lag p99 (ms)",
+            fmt(m("ha", "loop_lag_p99_ms"), 1),
+            fmt(m("base", "loop_lag_p99_ms"), 1),
+            "",
+        ),
+        # Only the first HA of the process: later ones reuse memory freed by the previous.
+        (
+            "GC pauses: total / longest (ms)",
+            f"{fmt(m('ha', 'gc_total_ms'), 0)} / {fmt(m('ha', 'gc_max_ms'), 0)}",
+            f"{fmt(m('base', 'gc_total_ms'), 0)} / {fmt(m('base', 'gc_max_ms'), 0)}",
+            "",
+        ),
+        (
+            "memory: RSS delta per device (MB, 1st HA)",
+            fmt(runs[0]["ha"]["mb_per_device"], 3),
+            "",
+            "",
+        ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("figure", "HA + iotmp", "baseline", "ratio")
@@ -605,8 +718,10 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         f"{first['streams_connected']}/{first['devices']}; "
         f"RSS {first['rss_before_mb']:.0f} -> {first['rss_after_mb']:.0f} MB (first repeat)"
     )
-    print(f"baseline snapshot: project REST client alone, {runs[0]['base_snap']['resources']} "
-          "resources; baseline stream: plain aiohttp WebSockets in this process")
+    print(
+        f"baseline snapshot: project REST client alone, {runs[0]['base_snap']['resources']} "
+        "resources; baseline stream: plain aiohttp WebSockets in this process"
+    )
     for i, run in enumerate(runs, 1):
         ha = run["ha"]
         print(
@@ -615,17 +730,25 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
             f"{fmt(run['base']['median_ms'])}/{fmt(run['base']['p99_ms'])} ms, "
             f"HA got {ha['received']}/{ha['sent']}, {fmt(ha['mb_per_device'], 3)} MB/device"
         )
+        for name, count in ha.get("gc_garbage", []):
+            print(f"    cyclic garbage: {count:7d}  {name}")
         if ha["not_ready_count"]:
-            print(f"    NOT READY after {args.setup_timeout:g} s: {ha['not_ready_count']} "
-                  f"entities, e.g. {', '.join(ha['not_ready'][:5])}")
+            print(
+                f"    NOT READY after {args.setup_timeout:g} s: {ha['not_ready_count']} "
+                f"entities, e.g. {', '.join(ha['not_ready'][:5])}"
+            )
     ready = m("ha", "setup_ready_s")
     p99 = m("ha", "p99_ms")
     print()
-    print(f"target: all entities ready within 10 s: {'met' if ready <= 10 else 'MISSED'} "
-          f"({fmt(ready, 2)} s)")
+    print(
+        f"target: all entities ready within 10 s: {'met' if ready <= 10 else 'MISSED'} "
+        f"({fmt(ready, 2)} s)"
+    )
     lost = m("ha", "sent") - m("ha", "received")
-    print(f"target: p99 latency under 250 ms: {'met' if p99 < 250 and lost == 0 else 'MISSED'} "
-          f"({fmt(p99)} ms{f', {lost:.0f} updates never arrived' if lost else ''})")
+    print(
+        f"target: p99 latency under 250 ms: {'met' if p99 < 250 and lost == 0 else 'MISSED'} "
+        f"({fmt(p99)} ms{f', {lost:.0f} updates never arrived' if lost else ''})"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -633,13 +756,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     preimport()
     log_dir = Path(tempfile.mkdtemp(prefix="iotmp-bench-"))
-    fleet = FleetProcess(args.devices, args.tick, log_dir / "fleet.log")
-    print(f"starting the server and {args.devices} devices (log {fleet.log_path}) ...",
-          flush=True)
-    await fleet.start()
-    info = fleet.info
+    fleet = FleetProcess(args.devices, args.tick, args.bench_kind, log_dir / "fleet.log")
+    print(f"starting the server and {args.devices} devices (log {fleet.log_path}) ...", flush=True)
     runs: list[dict[str, Any]] = []
     try:
+        await fleet.start()
+        info = fleet.info
         for i in range(args.repeats):
             run: dict[str, Any] = {"ha_version": ha_const.__version__}
             print(f"repeat {i + 1}/{args.repeats}: baseline snapshot", flush=True)
@@ -652,6 +774,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             runs.append(run)
     finally:
         await fleet.stop()
+    shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
     return runs
 
 
@@ -659,7 +782,7 @@ def reexec_leg(leg: str, argv: list[str]) -> int:
     """Run this script with a test leg's interpreter (see scripts/_toolchain.sh)."""
     script = (
         'source "$0/scripts/_toolchain.sh"; leg=$1; shift; '
-        'case $leg in '
+        "case $leg in "
         'minimum) exec "$MIN_VENV/bin/python" "$@" ;; '
         'latest) if [[ $(latest_mode) == host ]]; then exec "$HOST_LATEST_VENV/bin/python" "$@"; '
         'else forky_run "$FORKY_VENV/bin/python" "$@"; fi ;; esac'
@@ -674,21 +797,55 @@ def main() -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--devices", type=int, default=200, help="virtual devices")
-    parser.add_argument("--rate", type=float, default=1000.0, help="updates per second (all devices)")
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="updates per second (all devices)"
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per streaming phase")
     parser.add_argument("--repeats", type=int, default=1, help="repeats (medians are reported)")
     parser.add_argument("--tick", type=float, default=1.0, help="device behaviour tick (s)")
-    parser.add_argument("--setup-timeout", type=float, default=120.0,
-                        help="give up waiting for entity states after this many seconds")
-    parser.add_argument("--settle", type=float, default=10.0,
-                        help="max seconds to wait for all resource streams before streaming")
-    parser.add_argument("--connector-limit", type=int, default=None, metavar="N",
-                        help="what-if: patch HA's per-host connection limit (default 100) to N")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="cProfile the HA streaming phase to FILE.<repeat> (distorts timings)")
+    parser.add_argument(
+        "--bench-kind",
+        choices=("output", "input"),
+        default="output",
+        help="the streamed resource: an output (a sensor in HA) or an input (a number)",
+    )
+    parser.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=120.0,
+        help="give up waiting for entity states after this many seconds",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="max seconds to wait for all resource streams before streaming",
+    )
+    parser.add_argument(
+        "--connector-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="what-if: patch HA's per-host connection limit (100) to N (0 = no limit)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile the HA streaming phase to FILE.<repeat> (distorts timings)",
+    )
+    parser.add_argument(
+        "--gc-garbage",
+        action="store_true",
+        help="list the types of cyclic garbage made during the HA streaming "
+        "phase (diagnostic; distorts timings)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write all figures as JSON")
-    parser.add_argument("--leg", choices=("current", "minimum", "latest"), default="current",
-                        help="interpreter: this one, or a test leg's venv (HA 2025.4 / 2026.10)")
+    parser.add_argument(
+        "--leg",
+        choices=("current", "minimum", "latest"),
+        default="current",
+        help="interpreter: this one, or a test leg's venv (HA 2025.4 / 2026.10)",
+    )
     args = parser.parse_args()
     if args.leg != "current":
         argv = sys.argv[1:]
@@ -705,6 +862,9 @@ def main() -> None:
                 continue
             cleaned.append(item)
         sys.exit(reexec_leg(args.leg, cleaned))
+    for name in ("json", "profile"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     import logging  # noqa: PLC0415
