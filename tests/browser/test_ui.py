@@ -232,6 +232,38 @@ def test_toggle_lamp_from_the_ui(stack: dict[str, Any], browser_page: Any, loopb
     _wait_for(lambda: not _switch_checked(page, "Controls"), "the lamp toggle to show off again")
 
 
+def test_config_flow_as_a_user_sees_it(stack: dict[str, Any], browser_page: Any) -> None:
+    """Add integration > IOTMP: the sign-in menu, then the token form; closed unsubmitted."""
+    page = browser_page
+    page.goto(stack["ha_url"] + "/config/integrations/dashboard/add?domain=iotmp")
+    # Opened from a link, Home Assistant asks before it starts the flow.
+    page.get_by_text("Do you want to set up IOTMP?").first.wait_for()
+    page.get_by_role("button", name="OK").click()
+    dialog = page.locator("dialog-data-entry-flow")
+    dialog.get_by_text("Connect to an IOTMP server").first.wait_for()
+    dialog.get_by_text("Use an access token", exact=True).first.wait_for()
+    dialog.get_by_text("Use a username and password", exact=True).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(300)  # the dialog's opening animation
+    _shot(page, "config-flow-menu.png")
+
+    dialog.get_by_text("Use an access token", exact=True).first.click()
+    dialog.get_by_text("Sign in with an access token").first.wait_for()
+    # The fields by their labels (required ones carry a "*").
+    for label in ("Server URL", "Access token", "Verify the TLS certificate"):
+        field = dialog.get_by_text(re.compile(rf"^{re.escape(label)}\*?$")).filter(visible=True)
+        field.first.wait_for()
+        assert field.first.is_visible(), label
+    page.wait_for_timeout(300)  # the form's transition
+    _shot(page, "config-flow-token.png")
+
+    dialog.get_by_role("button", name="Close").first.click()  # not submitted
+    dialog.get_by_text("Sign in with an access token").first.wait_for(state="hidden")
+    # Closing did not touch the configured entry.
+    page.goto(stack["integration_url"])
+    page.get_by_text("demo @ 127.0.0.1").first.wait_for()
+
+
 def test_browser_stayed_local(blocked_requests: list[str]) -> None:
     """Nothing outside the stack was requested (brand images of other integrations aside)."""
     blocked = [url for url in blocked_requests if "/api/brands/" not in url]
