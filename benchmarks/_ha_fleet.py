@@ -1,7 +1,7 @@
 """Server + virtual-device fleet for ``benchmarks/ha_integration.py`` (run as a subprocess).
 
 Not meant to be run by hand. It starts the local server in-process
-(``iotmp_server.testing.run_test_server``) and ``--devices`` virtual devices over TCP,
+(``iotmp.server.testing.run_test_server``) and ``--devices`` virtual devices over TCP,
 cycling through the demo profiles, each with one extra benchmark resource:
 
     bench   an output (fn 3, shown as a sensor) or, with ``--bench-kind input``, an
@@ -32,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iotmp_devices.fleet import Fleet, Target
-from iotmp_devices.profile import PROFILES_DIR, parse_profile
-from iotmp_devices.virtual_device import VirtualDevice
-from iotmp_server.testing import TestDevice, run_test_server
+from iotmp.server.testing import TestDevice, run_test_server
+from iotmp.sim.fleet import Fleet, Target
+from iotmp.sim.profile import PROFILES_DIR, parse_profile
+from iotmp.sim.virtual_device import VirtualDevice
 
 PROFILE_ORDER = (
     "environment_sensor",

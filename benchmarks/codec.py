@@ -44,7 +44,7 @@ for _name, _path in (
         _pkg.__path__ = [str(_path)]
         sys.modules[_name] = _pkg
 
-from custom_components.iotmp.protocol import (  # noqa: E402 (after the package stubs)
+from iotmp.protocol import (  # noqa: E402 (after the package stubs)
     Message,
     MessageDecoder,
     MessageType,

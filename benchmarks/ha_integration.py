@@ -8,7 +8,7 @@ Run (defaults: 200 devices, 1,000 updates/s, 20 s per streaming phase, 1 repeat)
 Design (see docs/benchmarks.md, "Home Assistant integration"):
 
 * A subprocess (``benchmarks/_ha_fleet.py``, same interpreter) runs the local server
-  (``iotmp_server.testing.run_test_server``) and N virtual devices over TCP, cycling
+  (``iotmp.server.testing.run_test_server``) and N virtual devices over TCP, cycling
   through the seven demo profiles at their normal 1 s behaviour tick. Every device has
   one extra output resource ``bench`` (a sensor in HA; ``--bench-kind input`` makes it
   an input, a number entity) whose value is the send time (CLOCK_MONOTONIC, system-wide);
@@ -233,7 +233,7 @@ async def baseline_snapshot(info: dict[str, Any]) -> dict[str, Any]:
     """List and describe every device with the project's client alone (no HA)."""
     import aiohttp  # noqa: PLC0415
 
-    from custom_components.iotmp.client import IotmpApiClient  # noqa: PLC0415
+    from iotmp.client import IotmpApiClient  # noqa: PLC0415
 
     async with aiohttp.ClientSession() as session:
         client = IotmpApiClient(session, info["http_url"], info["token"])

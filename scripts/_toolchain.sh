@@ -3,14 +3,16 @@
 # Shared settings and helpers for scripts/setup and scripts/test.
 # Sourced, not executed. Nothing here changes the machine by itself.
 #
-# Two test legs:
-#   minimum  Python 3.13.0 (pyenv) + Home Assistant 2025.4.4   -> host venv
-#   latest   Python >= 3.14.2      + Home Assistant 2026.10.4  -> host venv if the
-#            machine has python3.14 >= 3.14.2, otherwise a venv inside a Debian
-#            "forky" root filesystem entered with chroot (Debian 12 has no 3.14).
+# Three test legs, each testing the iotmp wheel built from the checkout:
+#   standalone  the machine's python3 (>= 3.11), no Home Assistant  -> host venv
+#   minimum     Python 3.13.0 (pyenv) + Home Assistant 2025.4.4   -> host venv
+#   latest      Python >= 3.14.2      + Home Assistant 2026.10.4  -> host venv if the
+#               machine has python3.14 >= 3.14.2, otherwise a venv inside a Debian
+#               "forky" root filesystem entered with chroot (Debian 12 has no 3.14).
 #
 # Environment knobs:
 #   IOTMP_CACHE          cache dir for venvs and the rootfs (default ~/.cache/iotmp-ha)
+#   IOTMP_PYTHON_STANDALONE  interpreter for the standalone leg (default: python3)
 #   IOTMP_PYTHON_MIN     interpreter for the minimum leg (default: pyenv's 3.13.0)
 #   IOTMP_PYTHON_LATEST  interpreter (>= 3.14.2) for the latest leg on the host
 #   IOTMP_LATEST_MODE    "host" or "chroot" to force how the latest leg runs
@@ -18,6 +20,15 @@
 
 IOTMP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 IOTMP_CACHE=${IOTMP_CACHE:-$HOME/.cache/iotmp-ha}
+
+STANDALONE_PY_MIN=3.11.0
+STANDALONE_VENV=$IOTMP_CACHE/venv-standalone
+STANDALONE_REQS=$IOTMP_ROOT/requirements_test_standalone.txt
+# What the standalone leg runs: everything that is not Home Assistant glue.
+STANDALONE_TESTS=(tests/protocol tests/client tests/server tests/sim tests/cli
+    tests/test_layering.py tests/test_standalone.py)
+# The wheel scripts/test builds and installs into every leg's venv.
+DIST_DIR=$IOTMP_ROOT/build/dist
 
 MIN_PY_VERSION=3.13.0
 MIN_VENV=$IOTMP_CACHE/venv-min
@@ -52,6 +63,45 @@ py_at_least() {
 }
 
 py_version() { "$1" -c 'import platform; print(platform.python_version())' 2>/dev/null; }
+
+# Interpreter for the standalone leg: what a user of the package has.
+standalone_python() {
+    local candidate=${IOTMP_PYTHON_STANDALONE:-python3}
+    candidate=$(command -v "$candidate" 2>/dev/null) || return 1
+    py_at_least "$candidate" "$STANDALONE_PY_MIN" || return 1
+    echo "$candidate"
+}
+
+# build_wheel: build the iotmp wheel (and sdist) from the checkout into $DIST_DIR
+# with the standalone venv's build tools (no download: --no-isolation).
+build_wheel() {
+    [[ -x $STANDALONE_VENV/bin/python ]] || die "no venv at $STANDALONE_VENV: run scripts/setup"
+    rm -rf "$DIST_DIR" "$IOTMP_ROOT/build/sdist-check"
+    mkdir -p "$DIST_DIR"
+    "$STANDALONE_VENV/bin/python" -m build --no-isolation --outdir "$DIST_DIR" "$IOTMP_ROOT" \
+        >"$DIST_DIR/build.log" 2>&1 || { tail -n 30 "$DIST_DIR/build.log" >&2; die "building the wheel failed"; }
+    wheel_path >/dev/null || die "no wheel in $DIST_DIR"
+}
+
+wheel_path() { compgen -G "$DIST_DIR/iotmp-*.whl" | head -n 1; }
+
+# install_wheel NAME PYTHON EXTRAS CONSTRAINTS [RUNNER...]: put the built wheel in a
+# venv: reinstall the package itself, then let pip satisfy its declared
+# dependencies within the leg's constraints (a no-op when they are there already).
+install_wheel() {
+    local name=$1 python=$2 extras=$3 constraints=$4; shift 4
+    local -a run=("$@") pip cons=()
+    local wheel
+    wheel=$(wheel_path) || die "no wheel built"
+    pip=("$python" -m pip install --disable-pip-version-check -q)
+    [[ -n $constraints ]] && cons=(-c "$constraints")
+    "${run[@]}" "${pip[@]}" --force-reinstall --no-deps "$wheel" >/dev/null 2>&1 ||
+        die "$name: installing $wheel failed"
+    "${run[@]}" "${pip[@]}" "${cons[@]}" "$wheel$extras" 2>&1 | grep -v "^WARNING: Location" >&2 ||
+        true
+    "${run[@]}" "$python" -P -c "import iotmp, sys; sys.exit(0 if '/site-packages/' in iotmp.__file__ else 1)" ||
+        die "$name: iotmp is not imported from the installed wheel"
+}
 
 # Interpreter for the minimum leg (exactly 3.13.0: the lowest Python we support).
 min_python() {
@@ -120,7 +170,7 @@ forky_env() {
             PIP_FIND_LINKS) [[ ${!var} == *://* ]] || continue ;;
         esac
         FORKY_ENV+=("$var=${!var}")
-    done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy|PYTEST_ADDOPTS|HYPOTHESIS_[A-Z_]+|IOTMP_[A-Z_]+|CI|GITHUB_ACTIONS|FORCE_COLOR|NO_COLOR|COLUMNS)$')
+    done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy|PYTEST_ADDOPTS|PYTHONSAFEPATH|HYPOTHESIS_[A-Z_]+|IOTMP_[A-Z_]+|CI|GITHUB_ACTIONS|FORCE_COLOR|NO_COLOR|COLUMNS)$')
     FORKY_ENV_DONE=1
 }
 

@@ -583,9 +583,6 @@ class Stack:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-        )
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
@@ -596,21 +593,21 @@ class Stack:
         return proc
 
     async def start_server(self) -> None:
-        """``python -m iotmp_server --demo`` (what scripts/server --demo runs)."""
+        """``iotmp server --demo`` (from the wheel scripts/develop installed)."""
         demo_file = self.layout.instance_dir / "demo.json"
         http_port = self.args.server_port
         tcp_port = 0 if http_port == 0 else self.args.server_tcp_port
         for port in (http_port, tcp_port):
             if port and not port_free(port):
                 raise StackError(
-                    f"port {port} on 127.0.0.1 is in use (another scripts/server or "
+                    f"port {port} on 127.0.0.1 is in use (another iotmp server or "
                     "scripts/develop?); stop it or choose --server-port/--server-tcp-port"
                 )
         started = time.time()
         proc = await self._spawn(
             "server",
             [
-                sys.executable, "-m", "iotmp_server", "--demo",
+                sys.executable, "-m", "iotmp", "server", "--demo",
                 "--demo-file", str(demo_file),
                 "--host", "127.0.0.1",
                 "--http-port", str(http_port),
@@ -632,11 +629,11 @@ class Stack:
         raise StackError(f"the local server did not write {demo_file}:\n{proc.tail()}")
 
     async def start_devices(self, session: Any) -> None:
-        """``python -m iotmp_devices --demo`` (what scripts/devices --demo runs)."""
+        """``iotmp sim --demo``: the seven demo devices."""
         demo_file = self.layout.instance_dir / "demo.json"
         proc = await self._spawn(
             "devices",
-            [sys.executable, "-m", "iotmp_devices", "--demo", "--demo-file", str(demo_file),
+            [sys.executable, "-m", "iotmp", "sim", "--demo", "--demo-file", str(demo_file),
              "--demo-timeout", "0"],
         )  # fmt: skip
         url = f"{self.demo['http_url']}/v1/users/{self.demo['user']}/devices"

@@ -1,12 +1,11 @@
-"""Layering rule: protocol, client, mapping, server and virtual devices never import HA.
+"""The floors of the package (docs/architecture.md): who may import whom.
 
-Every ``.py`` file in those places is parsed (not imported) and checked for any
-import of ``homeassistant``: ``import``/``from`` statements anywhere in the file
-(module level, inside functions, under ``TYPE_CHECKING``), and
-``importlib.import_module("homeassistant...")`` / ``__import__("homeassistant...")``
-with a literal name. Imports of the integration's Home Assistant glue
-(``custom_components.iotmp`` itself or its other modules, e.g. ``..const``) are
-reported too, because they pull Home Assistant in indirectly.
+Every ``.py`` file under ``iotmp/`` (and the integration's mapping rules) is
+parsed, not imported, and every import is checked: ``import``/``from``
+statements anywhere in the file (module level, inside functions, under
+``TYPE_CHECKING``) and ``importlib.import_module(...)``/``__import__(...)``
+with a literal name. ``tests/test_standalone.py`` checks the same at run time
+(``sys.modules`` after importing every module).
 """
 
 from __future__ import annotations
@@ -17,37 +16,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-INTEGRATION_PKG = "custom_components.iotmp"
+PACKAGE = ROOT / "iotmp"
 
-# Places that must stay free of Home Assistant (see docs/architecture.md).
-HA_FREE_PATHS = [
-    "custom_components/iotmp/protocol",
-    "custom_components/iotmp/client",
-    "custom_components/iotmp/mapping.py",
-    "iotmp_server",
-    "iotmp_devices",
-]
-# Modules of the integration package that HA-free code may import.
-HA_FREE_INTEGRATION_MODULES = [
-    f"{INTEGRATION_PKG}.protocol",
-    f"{INTEGRATION_PKG}.client",
-    f"{INTEGRATION_PKG}.mapping",
-]
-
-
-def _is_homeassistant(module: str) -> bool:
-    return module == "homeassistant" or module.startswith("homeassistant.")
-
-
-def _within(module: str, package: str) -> bool:
-    return module == package or module.startswith(package + ".")
-
-
-def _is_ha_glue(module: str) -> bool:
-    """True for the integration package or any of its Home Assistant modules."""
-    if not _within(module, INTEGRATION_PKG):
-        return False
-    return not any(_within(module, ok) for ok in HA_FREE_INTEGRATION_MODULES)
+# floor -> floors of ours it may import (besides itself and the package root).
+ALLOWED: dict[str, set[str]] = {
+    "protocol": set(),
+    "device": {"protocol"},
+    "client": {"protocol"},
+    "server": {"protocol"},
+    "sim": {"protocol", "device"},
+    # The test helpers of sim start a server to run devices against.
+    "sim.testing": {"protocol", "device", "server"},
+    "cli": {"protocol", "device", "client", "server", "sim"},
+}
+FORBIDDEN_ROOTS = ("homeassistant", "custom_components")
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -68,130 +50,131 @@ def _resolve_from(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def forbidden_imports(path: Path, module: str | None = None) -> list[str]:
-    """Return a description of every forbidden import in ``path``.
-
-    ``module`` is the file's dotted module name (used to resolve relative
-    imports); it defaults to the name derived from the repository layout.
-    """
-    if module is None:
-        module = module_name(path)
+def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
+    """``(line, module)`` for every import in ``path``."""
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: list[str] = []
-
-    def report(node: ast.AST, target: str) -> None:
-        what = "Home Assistant" if _is_homeassistant(target) else "HA glue module"
-        found.append(f"{path}:{getattr(node, 'lineno', '?')}: imports {what} {target!r}")
-
+    found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
-        targets: list[str] = []
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _resolve_from(node, module, is_package)
-            # ``from pkg import sub`` may name a submodule: check both.
-            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-            # ``from custom_components.iotmp import protocol`` is fine; only the
-            # package's own names (e.g. DOMAIN from its __init__) are glue.
-            if base == INTEGRATION_PKG and all(
-                not _is_ha_glue(f"{base}.{alias.name}") for alias in node.names
-            ):
-                targets = targets[1:]
+            found.append((node.lineno, base))
+            # ``from iotmp import server`` names a submodule
+            found += [
+                (node.lineno, f"{base}.{alias.name}") for alias in node.names if base == "iotmp"
+            ]
         elif isinstance(node, ast.Call):
             func = node.func
-            name = (
-                func.attr
-                if isinstance(func, ast.Attribute)
-                else func.id
-                if isinstance(func, ast.Name)
-                else ""
-            )
+            name = getattr(func, "attr", None) or getattr(func, "id", "")
             if (
                 name in {"import_module", "__import__"}
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
             ):
-                targets = [node.args[0].value]
-        for target in targets:
-            if _is_homeassistant(target) or _is_ha_glue(target):
-                report(node, target)
-                break
+                found.append((node.lineno, node.args[0].value))
     return found
 
 
-def _ha_free_files() -> list[Path]:
-    files: list[Path] = []
-    for rel in HA_FREE_PATHS:
-        path = ROOT / rel
-        if path.is_file():
-            files.append(path)
-        elif path.is_dir():
-            files.extend(sorted(path.rglob("*.py")))
-    return files
+def floor_of(module: str) -> str | None:
+    """``iotmp.server.app`` -> ``server``; ``iotmp.sim.testing`` -> ``sim.testing``."""
+    parts = module.split(".")
+    if parts[0] != "iotmp" or len(parts) < 2 or parts[1] not in ALLOWED:
+        return None  # the package root (``iotmp.__version__``) is everyone's
+    if parts[1:3] == ["sim", "testing"]:
+        return "sim.testing"
+    return parts[1]
 
 
-def test_ha_free_code_does_not_import_homeassistant() -> None:
-    files = _ha_free_files()
-    assert files, "no files found to check: did the layout change?"
-    problems = [problem for path in files for problem in forbidden_imports(path)]
-    assert not problems, "Home Assistant imported from HA-free code:\n" + "\n".join(problems)
+def problems_in(path: Path, module: str) -> list[str]:
+    """Every import in ``path`` that crosses a floor the wrong way."""
+    own = floor_of(module)
+    allowed = ALLOWED.get(own or "", set()) | ({own} if own else set())
+    if own == "sim.testing":
+        allowed.add("sim")
+    problems = []
+    for line, target in imported_modules(path, module):
+        root = target.split(".")[0]
+        if root in FORBIDDEN_ROOTS:
+            problems.append(f"{path}:{line}: imports {target!r} (Home Assistant or its glue)")
+            continue
+        target_floor = floor_of(target)
+        if target_floor is None or own is None:
+            continue
+        if target_floor == "sim.testing":
+            target_floor = "sim"
+        if target_floor not in allowed:
+            problems.append(f"{path}:{line}: {own} imports {target!r} (a floor it stands below)")
+    return problems
 
 
-# --- self-checks: the scanner must catch every form it claims to catch -------
-
-BAD_SOURCES = {
-    "plain": "import homeassistant\n",
-    "submodule_alias": "import os, homeassistant.core as hc\n",
-    "from": "from homeassistant.core import HomeAssistant\n",
-    "from_package": "from homeassistant import core\n",
-    "in_function": "def f():\n    from homeassistant.const import Platform\n    return Platform\n",
-    "type_checking": (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from homeassistant.core import HomeAssistant\n"
-    ),
-    "try_except": "try:\n    import homeassistant.util\nexcept ImportError:\n    pass\n",
-    "import_module": "import importlib\nimportlib.import_module('homeassistant.core')\n",
-    "bare_import_module": "from importlib import import_module\nimport_module('homeassistant')\n",
-    "dunder_import": "__import__('homeassistant.helpers')\n",
-    "glue_relative": "from ..const import DOMAIN\n",
-    "glue_relative_package": "from .. import DOMAIN\n",
-    "glue_absolute": "from custom_components.iotmp.coordinator import X\n",
-    "glue_package": "import custom_components.iotmp\n",
-}
-GOOD_SOURCES = {
-    "lookalike": "import homeassistantx\nfrom homeassistant_fake import y\n",
-    "same_package": "from . import errors\nfrom .codec import encode_message\n",
-    "sibling_ha_free": "from ..client import Client\nfrom ..mapping import rules\n",
-    "absolute_ha_free": (
-        "from custom_components.iotmp.protocol import codec\n"
-        "from custom_components.iotmp import protocol, client\n"
-        "import custom_components.iotmp.protocol.pson\n"
-    ),
-    "string_mention": "NAME = 'homeassistant'\nprint(NAME)\n",
-    "stdlib": "import asyncio\nfrom importlib import import_module\nimport_module('json')\n",
-}
-SELF_CHECK_MODULE = f"{INTEGRATION_PKG}.protocol.sample"
+def test_every_floor_has_files() -> None:
+    for floor in ("protocol", "device", "client", "server", "sim", "cli"):
+        assert list((PACKAGE / floor).glob("*.py")), (
+            f"iotmp/{floor} is empty: did the layout change?"
+        )
 
 
-@pytest.mark.parametrize("source", BAD_SOURCES.values(), ids=BAD_SOURCES.keys())
-def test_scanner_flags_forbidden_import(tmp_path: Path, source: str) -> None:
-    path = tmp_path / "sample.py"
-    path.write_text(source, encoding="utf-8")
-    assert forbidden_imports(path, SELF_CHECK_MODULE)
+def test_floors_import_only_downwards() -> None:
+    problems = [
+        problem
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for problem in problems_in(path, module_name(path))
+    ]
+    assert not problems, "imports against the floors:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("source", GOOD_SOURCES.values(), ids=GOOD_SOURCES.keys())
-def test_scanner_accepts_clean_file(tmp_path: Path, source: str) -> None:
-    path = tmp_path / "sample.py"
-    path.write_text(source, encoding="utf-8")
-    assert forbidden_imports(path, SELF_CHECK_MODULE) == []
+def test_mapping_rules_are_free_of_home_assistant() -> None:
+    path = ROOT / "custom_components" / "iotmp" / "mapping.py"
+    bad = [
+        f"line {line}: {target}"
+        for line, target in imported_modules(path, "custom_components.iotmp.mapping")
+        if target.split(".")[0] == "homeassistant"
+        or (
+            target.startswith("custom_components.iotmp.")
+            and target != "custom_components.iotmp.mapping"
+        )
+    ]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("iotmp.protocol.codec", "import homeassistant.core\n", "Home Assistant"),
+        ("iotmp.protocol.codec", "from ..device import Device\n", "a floor it stands below"),
+        ("iotmp.client.api", "from iotmp.server import app\n", "a floor it stands below"),
+        ("iotmp.device.device", "from iotmp import sim\n", "a floor it stands below"),
+        ("iotmp.server.app", "def f():\n    from custom_components.iotmp import const\n", "glue"),
+        ("iotmp.sim.fleet", "import importlib\nimportlib.import_module('iotmp.cli')\n", "below"),
+    ],
+)
+def test_checker_flags_upward_imports(
+    tmp_path: Path, module: str, source: str, expected: str
+) -> None:
+    path = tmp_path / "mod.py"
+    path.write_text(source)
+    problems = problems_in(path, module)
+    assert problems and expected in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("iotmp.device.device", "from ..protocol.session import Session\n"),
+        ("iotmp.sim.testing", "from iotmp.server.testing import run_test_server\n"),
+        ("iotmp.cli.app", "from iotmp.client import IotmpApiClient\nimport aiohttp\n"),
+        ("iotmp.protocol.pson", "from .varint import encode\n"),
+    ],
+)
+def test_checker_accepts_downward_imports(tmp_path: Path, module: str, source: str) -> None:
+    path = tmp_path / "mod.py"
+    path.write_text(source)
+    assert problems_in(path, module) == []
 
 
 def test_module_name() -> None:
-    assert (
-        module_name(ROOT / "custom_components/iotmp/protocol/__init__.py")
-        == "custom_components.iotmp.protocol"
-    )
-    assert module_name(ROOT / "iotmp_server/api.py") == "iotmp_server.api"
+    assert module_name(ROOT / "iotmp/protocol/__init__.py") == "iotmp.protocol"
+    assert module_name(ROOT / "iotmp/server/app.py") == "iotmp.server.app"

@@ -112,9 +112,25 @@ def test_manifest_version(manifest: dict[str, Any]) -> None:
         ],
     )
     assert version.valid
-    # One version for the whole repository.
+    # One version for the whole repository: the integration's is the package's.
+    assert manifest["version"] == package_version()
+
+
+def package_version() -> str:
+    """``iotmp.__version__`` as written in the checkout (pyproject reads it from there)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert manifest["version"] == pyproject["project"]["version"]
+    assert pyproject["tool"]["hatch"]["version"]["path"] == "iotmp/__init__.py"
+    match = re.search(
+        r'^__version__ = "([^"]+)"$', (ROOT / "iotmp" / "__init__.py").read_text(), re.M
+    )
+    assert match
+    return match.group(1)
+
+
+def test_manifest_requires_the_package_at_its_version(manifest: dict[str, Any]) -> None:
+    """Home Assistant installs the integration's library like any other: pinned exactly."""
+    assert f"iotmp=={package_version()}" in manifest["requirements"]
+    assert "iotmp" in manifest["loggers"]
 
 
 def test_manifest_config_flow_module(manifest: dict[str, Any]) -> None:
@@ -165,6 +181,7 @@ def _normalize(name: str) -> str:
     [
         ("requirements_test_min.txt", "constraints_test_min.txt"),
         ("requirements_test.txt", "constraints_test.txt"),
+        ("requirements_test_standalone.txt", "constraints_test_standalone.txt"),
     ],
 )
 def test_requirements_are_locked(requirements: str, constraints: str) -> None:

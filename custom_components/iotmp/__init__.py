@@ -1,7 +1,7 @@
 """The iotmp integration: IOTMP devices through a Thinger.io-compatible server.
 
 The package also carries the HA-free protocol, client and mapping modules, which other
-programs import (``custom_components.iotmp.protocol`` runs this file first). So this
+programs import (``iotmp.protocol`` runs this file first). So this
 module imports only Home Assistant, ``const`` and ``services`` at load time; the connection manager
 is imported when Home Assistant sets an entry up. (Home
 Assistant imports ``config_flow`` and ``diagnostics``, and with them the manager, in

@@ -38,7 +38,7 @@ from homeassistant.helpers.selector import (
 )
 from yarl import URL
 
-from .client import (
+from iotmp.client import (
     DeviceRecord,
     IotmpApiClient,
     IotmpApiError,
@@ -47,6 +47,7 @@ from .client import (
     IotmpForbiddenError,
     normalize_base_url,
 )
+
 from .const import (
     AUTH_PASSWORD,
     AUTH_TOKEN,

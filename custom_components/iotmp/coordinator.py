@@ -34,7 +34,7 @@ from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.storage import Store
 from homeassistant.util import ssl as ssl_util
 
-from .client import (
+from iotmp.client import (
     AccountEventStream,
     Backoff,
     DeviceRecord,
@@ -49,6 +49,8 @@ from .client import (
     IotmpRequestError,
     ResourceInfo,
 )
+from iotmp.protocol.message import ABSENT
+
 from .const import (
     AUTH_PASSWORD,
     CONF_ALL_DEVICES,
@@ -71,7 +73,6 @@ from .const import (
     STORAGE_VERSION,
 )
 from .mapping import EntitySpec, ResourceOverride, map_device
-from .protocol.message import ABSENT
 
 type IotmpConfigEntry = ConfigEntry[IotmpRuntimeData]
 type EntityFactory = Callable[[IotmpManager, str, EntitySpec], Entity]

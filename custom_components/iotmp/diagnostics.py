@@ -9,9 +9,10 @@ from homeassistant.const import CONF_PASSWORD, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceEntry
 
+from iotmp.protocol.message import ABSENT
+
 from .const import CONF_REFRESH_TOKEN, DOMAIN
 from .coordinator import IotmpConfigEntry, IotmpDevice, IotmpManager
-from .protocol.message import ABSENT
 
 TO_REDACT = {
     CONF_TOKEN,

@@ -98,7 +98,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
-from .protocol.message import ABSENT
+from iotmp.protocol.message import ABSENT
 
 __all__ = [
     "BINARY_SENSOR_DEVICE_CLASSES",

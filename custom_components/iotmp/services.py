@@ -17,8 +17,9 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
+from iotmp.protocol.message import ABSENT
+
 from .const import ATTR_DEVICE, ATTR_PAYLOAD, ATTR_RESOURCE, DOMAIN, SERVICE_RUN_RESOURCE
-from .protocol.message import ABSENT
 
 if TYPE_CHECKING:  # pragma: no cover - imported with the entry setup (see __init__)
     from .coordinator import IotmpManager

@@ -1,4 +1,4 @@
-"""Command line: ``python -m iotmp_server --config FILE`` or ``--demo``."""
+"""``iotmp server``: run the IOTMP server from a config file or with ``--demo``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .app import IotmpServer
-from .certs import cryptography_available, make_self_signed
-from .config import (
+from iotmp.cli.common import setup_logging
+from iotmp.server.app import IotmpServer
+from iotmp.server.certs import cryptography_available, make_self_signed
+from iotmp.server.config import (
     DEFAULT_HTTP_PORT,
     DEFAULT_TCP_PORT,
     DEFAULT_TLS_PORT,
@@ -31,15 +32,18 @@ from .config import (
     write_private_json,
 )
 
-_LOGGER = logging.getLogger("iotmp_server")
+_LOGGER = logging.getLogger("iotmp.server")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the CLI's argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="iotmp_server",
-        description="Local IOTMP server with a Thinger.io-compatible REST + WebSocket API.",
-    )
+class ListenError(OSError):
+    """A listener could not be opened (port in use, no permission)."""
+
+
+DESCRIPTION = "IOTMP server with a Thinger.io-compatible REST + WebSocket API."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``iotmp server``'s options to ``parser``."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", "-c", type=Path, help="configuration file (YAML or JSON)")
     source.add_argument(
@@ -61,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
-    return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,42 +103,52 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
     return config, demo_file, demo_secrets
 
 
-async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
-    """Start the server and run until SIGINT/SIGTERM (or until ``stop`` is set)."""
+async def start_server(args: argparse.Namespace) -> tuple[IotmpServer, dict[str, Any] | None]:
+    """Build the configuration and start the server.
+
+    With ``--demo`` the demo file is written as well and returned as a
+    document (its path is ``document["path"]``). Raises :class:`ConfigError`
+    or :class:`OSError` (:class:`ListenError` when a port cannot be opened).
+    """
     demo_file: Path | None = None
     demo_secrets: Any = None
-    try:
-        if args.demo:
-            config, demo_file, demo_secrets = prepare_demo(args)
-        else:
-            config = load_config(args.config)
-            changes = _overrides(args)
-            if changes:
-                config = validate(replace(config, **changes))
-    except (ConfigError, OSError) as exc:
-        print(f"iotmp_server: {exc}", file=sys.stderr)
-        return 2
-
+    if args.demo:
+        config, demo_file, demo_secrets = prepare_demo(args)
+    else:
+        config = load_config(args.config)
+        changes = _overrides(args)
+        if changes:
+            config = validate(replace(config, **changes))
     server = IotmpServer(config)
     try:
         await server.start()
     except OSError as exc:
-        print(f"iotmp_server: cannot listen: {exc}", file=sys.stderr)
-        return 1
+        raise ListenError(f"cannot listen: {exc}") from exc
+    if demo_file is None:
+        return server, None
+    token = server.issue_token(DEMO_USER, jti=demo_secrets.token_id)
+    document = demo_document(
+        server.config,
+        demo_secrets,
+        http_url=server.http_url,
+        tcp_port=server.tcp_port,
+        tls_port=server.tls_port,
+        token=token,
+    )
+    write_private_json(demo_file, document)
+    return server, {**document, "path": str(demo_file)}
 
-    if demo_file is not None:
-        token = server.issue_token(DEMO_USER, jti=demo_secrets.token_id)
-        document = demo_document(
-            server.config,
-            demo_secrets,
-            http_url=server.http_url,
-            tcp_port=server.tcp_port,
-            tls_port=server.tls_port,
-            token=token,
-        )
-        write_private_json(demo_file, document)
-        print(f"demo settings written to {demo_file}", flush=True)
-        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {token}", flush=True)
+
+async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
+    """Start the server and run until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    try:
+        server, demo = await start_server(args)
+    except (ConfigError, OSError) as exc:
+        print(f"iotmp server: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, ListenError) else 2
+    if demo is not None:
+        print(f"demo settings written to {demo['path']}", flush=True)
+        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {demo['token']}", flush=True)
 
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
@@ -155,18 +168,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``iotmp server`` with parsed arguments; returns the exit code."""
+    setup_logging(args.log_level)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
-r"""Command line: run virtual IOTMP devices (``scripts/devices``).
+r"""``iotmp sim``: run virtual IOTMP devices driven by profile files.
 
 Examples::
 
-    scripts/devices --demo
-    scripts/devices --server 127.0.0.1:25204 --user alice --credential pw --profile smart_plug
-    scripts/devices --server iot.example.com --transport tls --insecure --user alice \\
+    iotmp sim --demo
+    iotmp sim --server 127.0.0.1:25204 --user alice --credential pw --profile smart_plug
+    iotmp sim --server iot.example.com --transport tls --insecure --user alice \\
         --credential pw --profile my_device.json --count 10 --interval 0.5
 
 See ``docs/devices.md``.
@@ -17,24 +17,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from custom_components.iotmp.protocol.device import TransportKind
-from custom_components.iotmp.protocol.transport import WEBSOCKET_PATH, client_ssl_context
+from iotmp.device import TransportKind
+from iotmp.protocol.transport import WEBSOCKET_PATH, client_ssl_context
+from iotmp.server.config import default_demo_file
+from iotmp.sim.fleet import Fleet, Target, make_devices
+from iotmp.sim.profile import ProfileError, builtin_profile_names, builtin_profiles, load_profile
+from iotmp.sim.virtual_device import DEFAULT_TICK, VirtualDevice
 
-from .fleet import Fleet, Target, make_devices
-from .profile import ProfileError, builtin_profile_names, builtin_profiles, load_profile
-from .virtual_device import DEFAULT_TICK, VirtualDevice
-
-_LOGGER = logging.getLogger("iotmp_devices")
+_LOGGER = logging.getLogger("iotmp.sim")
 
 DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 25204, "tls": 25206, "ws": 80, "wss": 443}
 DEFAULT_DEMO_TIMEOUT: Final = 60.0
@@ -50,35 +48,27 @@ class CliError(Exception):
         self.code = code
 
 
-def default_cache_dir() -> Path:
-    """``$IOTMP_CACHE`` or ``~/.cache/iotmp-ha`` (shared with ``scripts/server``)."""
-    env = os.environ.get("IOTMP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "iotmp-ha"
+DESCRIPTION = (
+    "Run virtual IOTMP devices driven by profile files. Either --demo (the devices "
+    "listed by 'iotmp server --demo') or --server with one or more --profile."
+)
 
 
-def default_demo_file() -> Path:
-    """Where ``scripts/server --demo`` writes its settings."""
-    return default_cache_dir() / "demo" / "demo.json"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="scripts/devices",
-        description=(
-            "Run virtual IOTMP devices driven by profile files. Either --demo (the devices "
-            "listed by 'scripts/server --demo') or --server with one or more --profile."
-        ),
-        epilog=(
-            f"Built-in profiles: {', '.join(builtin_profile_names())}. "
-            "Profile format and more examples: docs/devices.md."
-        ),
+def epilog() -> str:
+    """Help text after the options: the built-in profiles."""
+    return (
+        f"Built-in profiles: {', '.join(builtin_profile_names())}. "
+        "Profile format and more examples: docs/devices.md."
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``iotmp sim``'s options to ``parser``."""
     mode = parser.add_argument_group("what to run")
     mode.add_argument(
         "--demo",
         action="store_true",
-        help="run every device listed in the demo file written by 'scripts/server --demo'",
+        help="run every device listed in the demo file written by 'iotmp server --demo'",
     )
     mode.add_argument(
         "--demo-file",
@@ -165,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait between reconnect attempts (default 5, like the reference devices)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log protocol details (debug)")
-    return parser
 
 
 # ---------------------------------------------------------------------------- targets
@@ -325,12 +314,12 @@ async def wait_for_demo_file(path: Path, timeout: float, stop: asyncio.Event) ->
         if time.monotonic() >= deadline or stop.is_set():
             raise CliError(
                 f"demo file {path} {problem} after waiting {timeout:g} s. Start the demo server "
-                "first: scripts/server --demo (or pass --demo-file / --demo-timeout).",
+                "first: iotmp server --demo (or pass --demo-file / --demo-timeout).",
                 EXIT_FAILED,
             )
         if not announced:
             _LOGGER.info(
-                "waiting up to %g s for the demo file %s (written by 'scripts/server --demo')",
+                "waiting up to %g s for the demo file %s (written by 'iotmp server --demo')",
                 timeout,
                 path,
             )
@@ -399,11 +388,11 @@ def setup_logging(verbose: bool) -> _ConnectionFailures | None:
         else "%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    logging.getLogger("iotmp_devices").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("iotmp.sim").setLevel(logging.DEBUG if verbose else logging.INFO)
     if verbose:
         return None
     failures = _ConnectionFailures()
-    device_logger = logging.getLogger("custom_components.iotmp.protocol.device")
+    device_logger = logging.getLogger("iotmp.device.device")
     device_logger.setLevel(logging.INFO)
     device_logger.addFilter(failures)
     return failures
@@ -538,10 +527,8 @@ async def run(args: argparse.Namespace, failures: _ConnectionFailures | None = N
             loop.remove_signal_handler(sig)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``iotmp sim`` with parsed arguments; returns the exit code."""
     if args.list_profiles:
         for name, profile in builtin_profiles().items():
             resources = ", ".join(f"{s.name}({s.kind})" for s in profile.resources)
@@ -554,20 +541,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo and (args.profile or args.device_id or args.count != 1):
             raise CliError("--demo takes its devices from the demo file (no --profile/--count)")
         if not args.demo and not args.server:
-            parser.print_usage(sys.stderr)
             raise CliError("give --demo, or --server HOST[:PORT] with --profile")
     except CliError as err:
-        print(f"devices: {err}", file=sys.stderr)
+        print(f"iotmp sim: {err}", file=sys.stderr)
         return err.code
     failures = setup_logging(args.verbose)
     try:
         return asyncio.run(run(args, failures))
     except CliError as err:
-        print(f"devices: {err}", file=sys.stderr)
+        print(f"iotmp sim: {err}", file=sys.stderr)
         return err.code
     except KeyboardInterrupt:
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -48,15 +48,15 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, Literal
 
-from .errors import (
+from ..protocol.errors import (
     AuthenticationError,
     ConnectionClosedError,
     IotmpError,
     ProtocolError,
     RequestTimeoutError,
 )
-from .message import ABSENT, Message
-from .session import (
+from ..protocol.message import ABSENT, Message
+from ..protocol.session import (
     DEFAULT_KEEP_ALIVE,
     IncomingStream,
     Reply,
@@ -66,7 +66,7 @@ from .session import (
     Session,
     SessionConfig,
 )
-from .transport import (
+from ..protocol.transport import (
     DEFAULT_CONNECT_TIMEOUT,
     WEBSOCKET_PATH,
     Transport,

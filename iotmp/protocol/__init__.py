@@ -25,8 +25,6 @@ from .errors import (
 from .limits import DEFAULT_LIMITS, Limits
 from .message import ABSENT, Field, Message, MessageType, WireType
 
-# Session / device exports are added below by their modules' owners.
-
 __all__ = [
     "ABSENT",
     "DEFAULT_LIMITS",
@@ -49,8 +47,7 @@ __all__ = [
     "pson_legacy",
 ]
 
-# --- transport / session / device / server resources (H3) -------------------
-from .device import Device, Resource, ResourceError, ResourceKind
+# --- transport / session / server resources ----------------------------------
 from .server_resources import (
     ServerResource,
     ServerResourceCall,
@@ -79,14 +76,10 @@ from .transport import (
 
 __all__ += [
     "ConnectInfo",
-    "Device",
     "IncomingStream",
     "Reply",
     "Request",
     "RequestHandler",
-    "Resource",
-    "ResourceError",
-    "ResourceKind",
     "Role",
     "ServerResource",
     "ServerResourceCall",

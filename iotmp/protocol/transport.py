@@ -27,14 +27,24 @@ import inspect
 import logging
 import socket
 import ssl
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, override
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from .errors import ConnectionClosedError
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # Python 3.11: the decorator only documents intent, so a no-op serves
+    _F = TypeVar("_F")
+
+    def override(method: _F) -> _F:
+        return method
+
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Local IOTMP server: device listeners (TCP, TLS, WebSocket) and a Thinger.io-compatible API.
+"""The IOTMP server: device listeners (TCP, TLS, WebSocket) and a Thinger.io-compatible API.
 
-No Home Assistant imports. Start it with ``scripts/server --config FILE`` (or
+No Home Assistant imports. Start it with ``iotmp server --config FILE`` (or
 ``--demo``); embed it with :class:`IotmpServer`; tests use
-:func:`iotmp_server.testing.run_test_server`.
+:func:`iotmp.server.testing.run_test_server`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ FRAME_STYLES: Final = ("signal", "legacy")
 
 DEMO_USER: Final = "demo"
 DEMO_DEVICES: Final[tuple[tuple[str, str, str], ...]] = (
-    # (device id, profile, display name) -- shared with iotmp_devices (H7).
+    # (device id, profile, display name) -- iotmp.sim has a profile of each.
     ("env-sensor", "environment_sensor", "Environment sensor"),
     ("smart-plug", "smart_plug", "Smart plug"),
     ("rgb-lamp", "rgb_lamp", "RGB lamp"),
@@ -289,15 +289,18 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
 # ---------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """``$IOTMP_CACHE`` or ``~/.cache/iotmp-ha``."""
-    env = os.environ.get("IOTMP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "iotmp-ha"
+def default_data_dir() -> Path:
+    """``$IOTMP_DATA_DIR``, else ``$XDG_DATA_HOME/iotmp``, else ``~/.local/share/iotmp``."""
+    env = os.environ.get("IOTMP_DATA_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "iotmp"
 
 
 def default_demo_file() -> Path:
-    """Where ``--demo`` writes its configuration by default."""
-    return default_cache_dir() / "demo" / "demo.json"
+    """Where ``--demo`` writes its settings (URL, user, token, devices) by default."""
+    return default_data_dir() / "demo" / "demo.json"
 
 
 @dataclass(slots=True)

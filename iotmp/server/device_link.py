@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from custom_components.iotmp.protocol.errors import ConnectionClosedError, IotmpError
-from custom_components.iotmp.protocol.message import ABSENT, MessageType
-from custom_components.iotmp.protocol.session import Session, StreamHandle
+from iotmp.protocol.errors import ConnectionClosedError, IotmpError
+from iotmp.protocol.message import ABSENT, MessageType
+from iotmp.protocol.session import Session, StreamHandle
 
 _LOGGER = logging.getLogger(__name__)
 

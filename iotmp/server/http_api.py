@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from aiohttp import web
 
-from custom_components.iotmp.protocol.errors import (
+from iotmp.protocol.errors import (
     ConnectionClosedError,
     IotmpError,
     RemoteError,
     RequestTimeoutError,
 )
-from custom_components.iotmp.protocol.message import ABSENT
+from iotmp.protocol.message import ABSENT
 
 from .auth import AuthError
 from .device_link import DeviceLink

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from custom_components.iotmp.protocol.errors import (
+from iotmp.protocol.errors import (
     AuthenticationError,
     IotmpError,
 )
-from custom_components.iotmp.protocol.limits import Limits
-from custom_components.iotmp.protocol.session import Role, Session, SessionConfig
-from custom_components.iotmp.protocol.transport import (
+from iotmp.protocol.limits import Limits
+from iotmp.protocol.session import Role, Session, SessionConfig
+from iotmp.protocol.transport import (
     Transport,
     accept_websocket,
     server_ssl_context,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from custom_components.iotmp.protocol.errors import IotmpError, RemoteError
+from iotmp.protocol.errors import IotmpError, RemoteError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A local server for tests (the contract in ``docs/architecture.md``).
 
 ```python
-from iotmp_server.testing import run_test_server, TestDevice
+from iotmp.server.testing import run_test_server, TestDevice
 
 async with run_test_server(devices=[TestDevice("lamp", credential="pw", name="Desk lamp")],
                            user="alice", request_timeout=2.0, keep_alive=60) as server:
@@ -182,7 +182,7 @@ async def run_test_server(
 ) -> AsyncIterator[TestServer]:
     """Run a server on 127.0.0.1 (ephemeral ports) for the duration of the block.
 
-    ``overrides`` are further :class:`~iotmp_server.config.ServerConfig` fields
+    ``overrides`` are further :class:`~iotmp.server.config.ServerConfig` fields
     (``websocket_frames="legacy"``, ``max_body_bytes=...``, ``login_delay=...``).
     With ``tls_cert``/``tls_key`` a TLS device listener runs too.
     """

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from custom_components.iotmp.protocol.device import TransportKind
+from iotmp.device import TransportKind
 
 from .profile import Profile
 from .virtual_device import VirtualDevice

@@ -330,7 +330,7 @@ def load_profile_file(path: str | Path) -> Profile:
 
 
 def builtin_profile_names() -> list[str]:
-    """Names of the profiles shipped in ``iotmp_devices/profiles``."""
+    """Names of the profiles shipped in ``iotmp/sim/profiles``."""
     return sorted(p.stem for p in PROFILES_DIR.iterdir() if p.suffix in PROFILE_SUFFIXES)
 
 

@@ -1,7 +1,7 @@
 """The network-free part of a virtual device: its state and how it evolves.
 
 :class:`DeviceSimulation` owns the state dict of one device made from a
-:class:`~iotmp_devices.profile.Profile`. It advances behaviours on :meth:`tick`,
+:class:`~iotmp.sim.profile.Profile`. It advances behaviours on :meth:`tick`,
 applies client writes with :meth:`write`, counts runs with :meth:`run`, and
 reports which resources changed so the networked device can stream them.
 Deterministic given ``seed`` and the tick times, so tests drive it directly.

@@ -1,8 +1,8 @@
 """Virtual devices for tests (the contract in ``docs/architecture.md``).
 
 ```python
-from iotmp_server.testing import run_test_server
-from iotmp_devices.testing import run_virtual_devices
+from iotmp.server.testing import run_test_server
+from iotmp.sim.testing import run_virtual_devices
 
 async with run_test_server() as server:
     async with run_virtual_devices(server, profiles=["smart_plug", "rgb_lamp"]) as fleet:
@@ -13,7 +13,7 @@ async with run_test_server() as server:
 ```
 
 ``server`` is anything with ``user``, ``tcp_port`` and ``add_device(TestDevice)``
-(``iotmp_server.testing.TestServer``); when it also has
+(``iotmp.server.testing.TestServer``); when it also has
 ``wait_device_connected(id, timeout)`` :meth:`TestFleet.wait_connected` waits
 for that too, so REST calls made right after see the devices online.
 """
@@ -91,7 +91,7 @@ async def run_virtual_devices(
     ``register=False`` nothing is added to the server (e.g. to test refusals).
     On exit every device disconnects and all tasks are gone.
     """
-    from iotmp_server.testing import TestDevice  # noqa: PLC0415  (test-only dependency)
+    from iotmp.server.testing import TestDevice  # noqa: PLC0415  (test-only dependency)
 
     devices = []
     for profile in _profiles(profiles, ids, demo):

@@ -1,7 +1,7 @@
 """One virtual device: a profile's simulation served over real IOTMP.
 
 :class:`VirtualDevice` declares the profile's resources on the protocol
-library's :class:`~custom_components.iotmp.protocol.device.Device`, advances the
+library's :class:`~iotmp.device.Device`, advances the
 behaviours every ``tick`` seconds, streams values that changed (for resources
 whose profile says ``"stream": true``) and keeps reconnecting until stopped.
 
@@ -25,15 +25,15 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from custom_components.iotmp.protocol.device import (
+from iotmp.device import (
     DEFAULT_RECONNECT_DELAY,
     Device,
     Resource,
     ResourceKind,
     TransportKind,
 )
-from custom_components.iotmp.protocol.device import ResourceError as DeviceResourceError
-from custom_components.iotmp.protocol.message import ABSENT
+from iotmp.device import ResourceError as DeviceResourceError
+from iotmp.protocol.message import ABSENT
 
 from .behaviours import ResourceError
 from .profile import Profile

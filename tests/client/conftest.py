@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from custom_components.iotmp.protocol.device import Device, ResourceError
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.device import Device, ResourceError
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 DEVICE_ID = "lamp"
 DEVICE_CREDENTIAL = "lamp-secret"

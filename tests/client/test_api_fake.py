@@ -1,6 +1,6 @@
 """REST client against small aiohttp servers for shapes the local server cannot produce.
 
-The local server (iotmp_server) never answers 403 to this client, 5xx of a
+The local server (iotmp.server) never answers 403 to this client, 5xx of a
 cloud proxy, 3xx, non-JSON bodies, legacy ``"/"``-nested descriptions, 501
 samples, or ignores paging; these tests serve the recorded shapes from
 shared/docs/thinger-api.md instead.
@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     ABSENT,
     IotmpApiClient,
     IotmpApiError,
@@ -29,7 +29,7 @@ from custom_components.iotmp.client import (
     IotmpNotFoundError,
     IotmpRequestError,
 )
-from custom_components.iotmp.client import api as api_module
+from iotmp.client import api as api_module
 
 from .conftest import fake_server, make_jwt
 
@@ -524,7 +524,7 @@ async def test_login_shapes(session: aiohttp.ClientSession) -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from iotmp_server.certs import make_self_signed
+    from iotmp.server.certs import make_self_signed
 
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"

@@ -1,4 +1,4 @@
-"""REST client against the real local server (iotmp_server) and a real IOTMP device."""
+"""REST client against the real local server (iotmp.server) and a real IOTMP device."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     ABSENT,
     IotmpApiClient,
     IotmpAuthError,
@@ -18,7 +18,7 @@ from custom_components.iotmp.client import (
     IotmpRequestError,
     ResourceInfo,
 )
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 from .conftest import DEVICE_ID, Lab
 

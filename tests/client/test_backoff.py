@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp.client import Backoff
-from custom_components.iotmp.client.streams import default_backoff
+from iotmp.client import Backoff
+from iotmp.client.streams import default_backoff
 
 
 def test_deterministic_sequence_caps_at_maximum() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     ABSENT,
     DeviceRecord,
     IotmpApiError,

@@ -18,14 +18,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     Backoff,
     DeviceResourceStream,
     IotmpApiClient,
     IotmpAuthError,
     IotmpConnectionError,
 )
-from custom_components.iotmp.client.streams import AccountEventStream
+from iotmp.client.streams import AccountEventStream
 
 from .conftest import fake_server, make_jwt, wait_for
 from .test_streams_local import Recorder, fast
@@ -108,7 +108,7 @@ RESOURCE_FRAMES: list[str | bytes] = [
 async def test_resource_frames(
     session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="custom_components.iotmp.client")
+    caplog.set_level(logging.DEBUG, logger="iotmp.client")
     script = WsScript(RESOURCE_FRAMES)
     rec = Recorder()
 
@@ -154,7 +154,7 @@ async def test_resource_frames(
 async def test_event_frames(
     session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="custom_components.iotmp.client")
+    caplog.set_level(logging.DEBUG, logger="iotmp.client")
     event = {"event": "device_state_change", "device": "lamp", "state": "connected", "ts": 1}
     script = WsScript(
         [
@@ -247,7 +247,7 @@ async def test_stable_connection_resets_backoff(session: aiohttp.ClientSession) 
 async def test_handshake_refused_retries(
     session: aiohttp.ClientSession, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="custom_components.iotmp.client")
+    caplog.set_level(logging.INFO, logger="iotmp.client")
     attempts = 0
 
     async def refuse(request: web.Request) -> web.Response:
@@ -265,7 +265,7 @@ async def test_handshake_refused_retries(
         finally:
             await stop(stream, task)
     assert rec.connection == [False]
-    infos = [r for r in caplog.records if r.name.startswith("custom_components.iotmp.client")]
+    infos = [r for r in caplog.records if r.name.startswith("iotmp.client")]
     assert len(infos) == 1
     assert f"HTTP {status}" in infos[0].getMessage()
     assert TOKEN not in caplog.text
@@ -426,7 +426,7 @@ class TokenGate:
 async def test_refresh_failures_on_handshake(
     session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="custom_components.iotmp.client")
+    caplog.set_level(logging.DEBUG, logger="iotmp.client")
     good = make_jwt({"usr": "alice", "jti": "good"})
     gate = TokenGate(good)
     outcomes: list[Any] = [IotmpConnectionError("down"), good]

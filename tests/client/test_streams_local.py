@@ -9,14 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     AccountEventStream,
     Backoff,
     DeviceResourceStream,
     IotmpApiClient,
     IotmpAuthError,
 )
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 from .conftest import (
     DEVICE_CREDENTIAL,
@@ -127,7 +127,7 @@ async def test_periodic_interval(session: aiohttp.ClientSession, lab: Lab) -> No
 async def test_resubscribe_after_server_restart(
     session: aiohttp.ClientSession, lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="custom_components.iotmp.client")
+    caplog.set_level(logging.INFO, logger="iotmp.client")
     client = IotmpApiClient(session, lab.server.http_url, lab.server.token)
     rec = Recorder()
     stream = client.resource_stream(DEVICE_ID, rec.on_data, rec.on_connection, backoff=fast())

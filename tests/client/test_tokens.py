@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp.client import (
+from iotmp.client import (
     IotmpApiClient,
     IotmpAuthError,
     jwt_claims,

@@ -24,8 +24,8 @@ from custom_components.iotmp.const import (
     CONF_UPDATE_INTERVAL,
     DOMAIN,
 )
-from iotmp_devices.testing import TestFleet, run_virtual_devices
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
+from iotmp.sim.testing import TestFleet, run_virtual_devices
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,6 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
-from custom_components.iotmp.client import (
-    IotmpApiError,
-    IotmpConnectionError,
-    IotmpForbiddenError,
-)
 from custom_components.iotmp.config_flow import entry_unique_id
 from custom_components.iotmp.const import (
     AUTH_PASSWORD,
@@ -35,7 +30,12 @@ from custom_components.iotmp.const import (
     CONF_UPDATE_INTERVAL,
     DOMAIN,
 )
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.client import (
+    IotmpApiError,
+    IotmpConnectionError,
+    IotmpForbiddenError,
+)
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 from .conftest import make_entry
 
@@ -453,7 +453,7 @@ async def test_reconfigure_token_without_account(hass: HomeAssistant, server: Te
 async def _login(hass: HomeAssistant, server: TestServer):  # type: ignore[no-untyped-def]
     from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-    from custom_components.iotmp.client import IotmpApiClient
+    from iotmp.client import IotmpApiClient
 
     return await IotmpApiClient.password_login(
         async_get_clientsession(hass), server.http_url, server.user, server.password

@@ -19,9 +19,9 @@ from custom_components.iotmp.const import (
     CONF_AUTH_METHOD,
     CONF_REFRESH_TOKEN,
 )
-from custom_components.iotmp.protocol.message import ABSENT
-from iotmp_devices.testing import TestFleet
-from iotmp_server.testing import TestServer
+from iotmp.protocol.message import ABSENT
+from iotmp.server.testing import TestServer
+from iotmp.sim.testing import TestFleet
 
 from .conftest import find_device, make_entry, setup_entry
 

@@ -13,7 +13,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iotmp.client import (
+from custom_components.iotmp.const import DOMAIN
+from iotmp.client import (
     IotmpApiError,
     IotmpAuthError,
     IotmpConnectionError,
@@ -22,8 +23,7 @@ from custom_components.iotmp.client import (
     IotmpNotFoundError,
     IotmpRequestError,
 )
-from custom_components.iotmp.const import DOMAIN
-from iotmp_devices.testing import TestFleet
+from iotmp.sim.testing import TestFleet
 
 from .conftest import find_device, state_of, wait_for
 

@@ -17,7 +17,6 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
-from custom_components.iotmp.client import IotmpApiClient, IotmpConnectionError
 from custom_components.iotmp.const import (
     AUTH_PASSWORD,
     CONF_ALL_DEVICES,
@@ -28,9 +27,10 @@ from custom_components.iotmp.const import (
     CONF_UPDATE_INTERVAL,
     DOMAIN,
 )
-from iotmp_devices.fleet import Target
-from iotmp_devices.testing import TestFleet, run_virtual_devices
-from iotmp_server.testing import TestDevice, TestServer
+from iotmp.client import IotmpApiClient, IotmpConnectionError
+from iotmp.server.testing import TestDevice, TestServer
+from iotmp.sim.fleet import Target
+from iotmp.sim.testing import TestFleet, run_virtual_devices
 
 from .conftest import find_device, make_entry, setup_entry, state_of, wait_for
 
@@ -329,7 +329,7 @@ async def test_stream_crash_is_restarted(
     hass: HomeAssistant, server: TestServer, fleet: TestFleet, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A stream that dies of an unexpected error is started again."""
-    from custom_components.iotmp.client import AccountEventStream
+    from iotmp.client import AccountEventStream
 
     original = AccountEventStream.run
     calls = 0
@@ -394,7 +394,7 @@ async def test_no_state_storm_on_shutdown(
 
 async def test_missing_permission_starts_reauth(hass: HomeAssistant, server: TestServer) -> None:
     """A token that may not list devices fails setup with a reauth (a new token is needed)."""
-    from custom_components.iotmp.client import IotmpForbiddenError
+    from iotmp.client import IotmpForbiddenError
 
     entry = make_entry(server)
     entry.add_to_hass(hass)

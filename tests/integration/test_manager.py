@@ -13,17 +13,17 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iotmp.client import (
+from custom_components.iotmp.const import DOMAIN
+from custom_components.iotmp.coordinator import merged_value, value_at
+from custom_components.iotmp.util import enum_or_none
+from iotmp.client import (
     IotmpApiError,
     IotmpAuthError,
     IotmpDeviceTimeoutError,
 )
-from custom_components.iotmp.const import DOMAIN
-from custom_components.iotmp.coordinator import merged_value, value_at
-from custom_components.iotmp.protocol.message import ABSENT
-from custom_components.iotmp.util import enum_or_none
-from iotmp_devices.testing import TestFleet
-from iotmp_server.testing import TestServer
+from iotmp.protocol.message import ABSENT
+from iotmp.server.testing import TestServer
+from iotmp.sim.testing import TestFleet
 
 from .conftest import find_device, make_entry, setup_entry, state_of, wait_for
 

@@ -7,8 +7,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 
 from custom_components.iotmp.const import CONF_ALL_DEVICES, CONF_DEVICES, CONF_UPDATE_INTERVAL
-from iotmp_devices.testing import run_virtual_devices
-from iotmp_server.testing import TestServer
+from iotmp.server.testing import TestServer
+from iotmp.sim.testing import run_virtual_devices
 
 from .conftest import make_entry, setup_entry, state_of, wait_for
 

@@ -12,7 +12,6 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iotmp.client import IotmpConnectionError
 from custom_components.iotmp.const import (
     CONF_ALL_DEVICES,
     CONF_DEVICE_INTERVALS,
@@ -20,7 +19,8 @@ from custom_components.iotmp.const import (
     CONF_OVERRIDES,
     CONF_UPDATE_INTERVAL,
 )
-from iotmp_server.testing import TestServer
+from iotmp.client import IotmpConnectionError
+from iotmp.server.testing import TestServer
 
 from .conftest import make_entry, state_of, wait_for
 

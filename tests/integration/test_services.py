@@ -9,8 +9,8 @@ from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotmp.const import DOMAIN, SERVICE_RUN_RESOURCE
-from iotmp_devices.testing import TestFleet
-from iotmp_server.testing import TestServer
+from iotmp.server.testing import TestServer
+from iotmp.sim.testing import TestFleet
 
 from .conftest import find_device, make_entry
 

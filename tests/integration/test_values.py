@@ -12,8 +12,8 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.iotmp.const import CONF_ALL_DEVICES, CONF_DEVICES, CONF_UPDATE_INTERVAL
-from iotmp_devices.testing import TestFleet, run_virtual_devices
-from iotmp_server.testing import TestServer
+from iotmp.server.testing import TestServer
+from iotmp.sim.testing import TestFleet, run_virtual_devices
 
 from .conftest import make_entry, setup_entry, state_of, wait_for
 

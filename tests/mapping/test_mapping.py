@@ -25,7 +25,7 @@ from custom_components.iotmp.mapping import (
     units_for,
     valid_platforms,
 )
-from custom_components.iotmp.protocol.message import ABSENT
+from iotmp.protocol.message import ABSENT
 
 
 @dataclass(frozen=True)
@@ -694,7 +694,7 @@ def test_truncation() -> None:
 
 
 def test_real_resource_info_fits() -> None:
-    models = pytest.importorskip("custom_components.iotmp.client.models")
+    models = pytest.importorskip("iotmp.client.models")
     info = models.ResourceInfo(name="temperature", fn=3, sample_out=21.5, raw={"fn": 3})
     assert one(info).device_class == "temperature"
     assert map_device({"temperature": info})[0].key == "temperature"

@@ -21,7 +21,7 @@ from custom_components.iotmp.mapping import (
     map_resource,
     units_for,
 )
-from custom_components.iotmp.protocol.message import ABSENT
+from iotmp.protocol.message import ABSENT
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from custom_components.iotmp.mapping import (
     map_resource,
     valid_platforms,
 )
-from custom_components.iotmp.protocol.message import ABSENT
+from iotmp.protocol.message import ABSENT
 
 
 @dataclass(frozen=True)

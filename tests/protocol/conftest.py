@@ -1,5 +1,5 @@
 """Fixtures for the session / transport / device tests: TLS material and a
-minimal IOTMP server made from :mod:`custom_components.iotmp.protocol.session`.
+minimal IOTMP server made from :mod:`iotmp.protocol.session`.
 
 Everything listens on 127.0.0.1 with ephemeral ports (Home Assistant's pytest
 plugin blocks other sockets) and is closed at teardown, so no task or timer

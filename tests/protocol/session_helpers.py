@@ -1,6 +1,6 @@
 """Helpers shared by the session / transport / device tests.
 
-A minimal IOTMP server made from :mod:`custom_components.iotmp.protocol.session`
+A minimal IOTMP server made from :mod:`iotmp.protocol.session`
 (TCP, TLS or WebSocket) and a raw TCP peer that speaks exact bytes. The
 fixtures that create and clean them up are in ``conftest.py``.
 """
@@ -16,16 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
-from custom_components.iotmp.protocol.codec import MessageDecoder
-from custom_components.iotmp.protocol.errors import IotmpError
-from custom_components.iotmp.protocol.message import Message
-from custom_components.iotmp.protocol.session import (
+from iotmp.protocol.codec import MessageDecoder
+from iotmp.protocol.errors import IotmpError
+from iotmp.protocol.message import Message
+from iotmp.protocol.session import (
     RequestHandler,
     Role,
     Session,
     SessionConfig,
 )
-from custom_components.iotmp.protocol.transport import (
+from iotmp.protocol.transport import (
     WEBSOCKET_PATH,
     Transport,
     server_transport,

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from custom_components.iotmp.protocol import Message, MessageType, WireType
+from iotmp.protocol import Message, MessageType, WireType
 
 ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 floats = st.floats(allow_nan=True, allow_infinity=True)

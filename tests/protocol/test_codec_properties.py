@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from strategies import depth, examples, messages
 from vector_util import expect_legacy, expect_new, same
 
-from custom_components.iotmp.protocol import (
+from iotmp.protocol import (
     ABSENT,
     Field,
     Limits,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from strategies import examples
 from vector_util import load
 
-from custom_components.iotmp.protocol import (
+from iotmp.protocol import (
     Limits,
     MessageDecoder,
     ProtocolError,
@@ -22,7 +22,7 @@ from custom_components.iotmp.protocol import (
     pson,
     pson_legacy,
 )
-from custom_components.iotmp.protocol.varint import encode_varint
+from iotmp.protocol.varint import encode_varint
 
 FUZZ = settings(
     max_examples=examples(400),

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from session_helpers import CREDENTIAL, DEVICE, LOCALHOST, USER, WAIT, IotmpTestServer
 
-from custom_components.iotmp.protocol.device import (
+from iotmp.device import (
     Device,
     ResourceError,
     ResourceKind,
     resource_path,
     stream_interval_ms,
 )
-from custom_components.iotmp.protocol.errors import AuthenticationError, RemoteError
-from custom_components.iotmp.protocol.session import Session, SessionConfig
+from iotmp.protocol.errors import AuthenticationError, RemoteError
+from iotmp.protocol.session import Session, SessionConfig
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

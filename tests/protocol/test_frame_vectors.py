@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from vector_util import from_json, load, same
 
-from custom_components.iotmp.protocol import (
+from iotmp.protocol import (
     Message,
     MessageDecoder,
     MessageType,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from strategies import depth, examples, values
 from vector_util import expect_legacy, expect_new, same
 
-from custom_components.iotmp.protocol import pson, pson_legacy
+from iotmp.protocol import pson, pson_legacy
 
 MAX_DEPTH = 64
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from vector_util import from_json, load, same
 
-from custom_components.iotmp.protocol import pson, pson_legacy
-from custom_components.iotmp.protocol.errors import ProtocolError
+from iotmp.protocol import pson, pson_legacy
+from iotmp.protocol.errors import ProtocolError
 
 VECTORS = load("pson.json")
 

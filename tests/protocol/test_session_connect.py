@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 from session_helpers import CREDENTIAL, DEVICE, LOCALHOST, USER, WAIT
 
-from custom_components.iotmp.protocol.codec import encode_message
-from custom_components.iotmp.protocol.errors import (
+from iotmp.protocol.codec import encode_message
+from iotmp.protocol.errors import (
     AuthenticationError,
     ConnectionClosedError,
     ProtocolError,
     RequestTimeoutError,
 )
-from custom_components.iotmp.protocol.limits import Limits
-from custom_components.iotmp.protocol.message import Field, Message, MessageType, WireType
-from custom_components.iotmp.protocol.session import Role, Session, SessionConfig
-from custom_components.iotmp.protocol.transport import Transport, open_tcp, open_websocket
+from iotmp.protocol.limits import Limits
+from iotmp.protocol.message import Field, Message, MessageType, WireType
+from iotmp.protocol.session import Role, Session, SessionConfig
+from iotmp.protocol.transport import Transport, open_tcp, open_websocket
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -34,7 +34,7 @@ def accept_refdev(user: str, device: str, credential: str, parameters: Any) -> b
 
 
 def connect_bytes(payload: Any, parameters: Any = None, stream_id: int = 1) -> str:
-    from custom_components.iotmp.protocol.message import ABSENT
+    from iotmp.protocol.message import ABSENT
 
     message = Message.build(
         MessageType.CONNECT,
@@ -304,7 +304,7 @@ async def test_client_sends_parameters_only_when_given(raw_peers: Any) -> None:
             with pytest.raises(ConnectionClosedError):
                 await client.connect("u", "d", "c", parameters=parameters)
             data = await received.get()
-            from custom_components.iotmp.protocol.codec import decode_message
+            from iotmp.protocol.codec import decode_message
 
             message = decode_message(data)
             assert message.type == MessageType.CONNECT

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from session_helpers import CREDENTIAL, DEVICE, LOCALHOST, USER, WAIT
 
-from custom_components.iotmp.protocol.codec import MessageDecoder, encode_message
-from custom_components.iotmp.protocol.message import Message, MessageType
-from custom_components.iotmp.protocol.session import Role, Session, SessionConfig
-from custom_components.iotmp.protocol.transport import open_tcp
+from iotmp.protocol.codec import MessageDecoder, encode_message
+from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.session import Role, Session, SessionConfig
+from iotmp.protocol.transport import open_tcp
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from session_helpers import CREDENTIAL, DEVICE, LOCALHOST, USER, WAIT, RawPeer
 
-from custom_components.iotmp.protocol.codec import encode_message
-from custom_components.iotmp.protocol.errors import (
+from iotmp.protocol.codec import encode_message
+from iotmp.protocol.errors import (
     ConnectionClosedError,
     RemoteError,
     RequestTimeoutError,
 )
-from custom_components.iotmp.protocol.message import ABSENT, Field, Message, MessageType
-from custom_components.iotmp.protocol.session import (
+from iotmp.protocol.message import ABSENT, Field, Message, MessageType
+from iotmp.protocol.session import (
     IncomingStream,
     Reply,
     Request,
@@ -26,7 +26,7 @@ from custom_components.iotmp.protocol.session import (
     Session,
     SessionConfig,
 )
-from custom_components.iotmp.protocol.transport import open_tcp
+from iotmp.protocol.transport import open_tcp
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -264,7 +264,7 @@ async def test_garbage_closes_only_that_session_with_one_log_line(
     first = await server.next_session()
     second = await server.next_session()
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="custom_components.iotmp.protocol"):
+    with caplog.at_level(logging.DEBUG, logger="iotmp.protocol"):
         await bad.send_hex("0a 07 08 01 1a ff ff ff ff")  # STREAM_DATA with a bad PSON tag
         assert await bad.wait_eof() == b""
         await asyncio.wait([first.closed, second.closed], return_when=asyncio.FIRST_COMPLETED)

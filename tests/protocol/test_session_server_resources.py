@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp.protocol.codec import decode_message
-from custom_components.iotmp.protocol.message import ABSENT, Message, MessageType
-from custom_components.iotmp.protocol.server_resources import (
+from iotmp.protocol.codec import decode_message
+from iotmp.protocol.message import ABSENT, Message, MessageType
+from iotmp.protocol.server_resources import (
     ServerResource,
     parse_server_resource,
 )

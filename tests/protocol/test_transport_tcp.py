@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from session_helpers import LOCALHOST, WAIT
 
-from custom_components.iotmp.protocol.errors import ConnectionClosedError
-from custom_components.iotmp.protocol.transport import (
+from iotmp.protocol.errors import ConnectionClosedError
+from iotmp.protocol.transport import (
     StreamTransport,
     client_ssl_context,
     open_tcp,

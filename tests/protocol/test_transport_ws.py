@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from session_helpers import LOCALHOST, WAIT
 
-from custom_components.iotmp.protocol.codec import encode_message
-from custom_components.iotmp.protocol.message import Message, MessageType
-from custom_components.iotmp.protocol.session import Role, Session
-from custom_components.iotmp.protocol.transport import (
+from iotmp.protocol.codec import encode_message
+from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.session import Role, Session
+from iotmp.protocol.transport import (
     WEBSOCKET_PATH,
     WebSocketTransport,
     _TextAsBinaryShim,
@@ -204,7 +204,7 @@ async def test_websocket_over_tls(
 
 
 async def test_open_websocket_failure_is_connection_closed_error(socket_enabled: None) -> None:
-    from custom_components.iotmp.protocol.errors import ConnectionClosedError
+    from iotmp.protocol.errors import ConnectionClosedError
 
     server = await asyncio.start_server(lambda r, w: w.close(), LOCALHOST, 0)
     port = server.sockets[0].getsockname()[1]

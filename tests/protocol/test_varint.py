@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custom_components.iotmp.protocol.errors import ProtocolError
-from custom_components.iotmp.protocol.varint import (
+from iotmp.protocol.errors import ProtocolError
+from iotmp.protocol.varint import (
     decode_varint32,
     decode_varint64,
     encode_varint,

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from server_helpers import Lab, make_lamp, running_device
 
-from iotmp_server.testing import TestDevice, run_test_server
+from iotmp.server.testing import TestDevice, run_test_server
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.iotmp.protocol.codec import MessageDecoder, encode_message
-from custom_components.iotmp.protocol.device import Device, ResourceError
-from custom_components.iotmp.protocol.message import Message
-from custom_components.iotmp.protocol.session import SessionConfig
-from iotmp_server.testing import TestServer
+from iotmp.device import Device, ResourceError
+from iotmp.protocol.codec import MessageDecoder, encode_message
+from iotmp.protocol.message import Message
+from iotmp.protocol.session import SessionConfig
+from iotmp.server.testing import TestServer
 
 LOCALHOST = "127.0.0.1"
 WAIT = 5.0

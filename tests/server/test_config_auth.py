@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iotmp_server.auth import (
+from iotmp.server.auth import (
     AuthError,
     LoginThrottle,
     TokenAuthority,
@@ -15,7 +15,7 @@ from iotmp_server.auth import (
     jwt_decode,
     jwt_encode,
 )
-from iotmp_server.config import (
+from iotmp.server.config import (
     DEMO_DEVICES,
     ConfigError,
     default_demo_file,
@@ -27,7 +27,7 @@ from iotmp_server.config import (
     read_demo_secrets,
     write_private_json,
 )
-from iotmp_server.registry import flatten_description
+from iotmp.server.registry import flatten_description
 
 YAML = """
 host: 0.0.0.0
@@ -125,7 +125,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_demo_config_and_secret_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IOTMP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IOTMP_DATA_DIR", str(tmp_path / "cache"))
     assert default_demo_file() == tmp_path / "cache" / "demo" / "demo.json"
     secrets = new_demo_secrets()
     config = demo_config(secrets, http_port=0, tcp_port=0)

@@ -25,12 +25,12 @@ from server_helpers import (
     varint_hex,
 )
 
-from custom_components.iotmp.protocol.device import Device
-from custom_components.iotmp.protocol.message import Message, MessageType
-from custom_components.iotmp.protocol.session import SessionConfig
-from custom_components.iotmp.protocol.transport import client_ssl_context
-from iotmp_server.certs import make_self_signed
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.device import Device
+from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.session import SessionConfig
+from iotmp.protocol.transport import client_ssl_context
+from iotmp.server.certs import make_self_signed
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 
 async def _get(http: aiohttp.ClientSession, server: TestServer, path: str) -> tuple[int, Any]:

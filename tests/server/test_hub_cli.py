@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from iotmp_server.__main__ import build_parser, run
-from iotmp_server.streams import StreamHub, Subscription
+from iotmp import cli
+from iotmp.cli.server import run
+from iotmp.server.streams import StreamHub, Subscription
 
 
 class FakeLink:
@@ -162,8 +163,13 @@ async def _wait_file(path: Path, task: asyncio.Task[int]) -> dict[str, Any]:
             await asyncio.sleep(0.02)
 
 
+def _server_args(argv: list[str]) -> Any:
+    """Parsed ``iotmp server ARGV``."""
+    return cli.build_parser().parse_args(["server", *argv])
+
+
 def _demo_args(demo_file: Path) -> Any:
-    return build_parser().parse_args(
+    return _server_args(
         ["--demo", "--demo-file", str(demo_file), "--http-port", "0", "--tcp-port", "0",
          "--no-tls"]
     )  # fmt: skip
@@ -223,6 +229,6 @@ async def test_cli_demo(tmp_path: Path, socket_enabled: None) -> None:
 async def test_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("bogus: 1\n")
-    assert await run(build_parser().parse_args(["--config", str(bad)])) == 2
+    assert await run(_server_args(["--config", str(bad)])) == 2
     assert "unknown configuration keys" in capsys.readouterr().err
-    assert await run(build_parser().parse_args(["--config", str(tmp_path / "none.json")])) == 2
+    assert await run(_server_args(["--config", str(tmp_path / "none.json")])) == 2

@@ -1,11 +1,11 @@
-"""The server with the project's virtual devices (``iotmp_devices``)."""
+"""The server with the project's virtual devices (``iotmp.sim``)."""
 
 from __future__ import annotations
 
 import aiohttp
 
-from iotmp_devices.testing import run_virtual_devices
-from iotmp_server.testing import run_test_server
+from iotmp.server.testing import run_test_server
+from iotmp.sim.testing import run_virtual_devices
 
 
 async def test_demo_controller_and_plug(http: aiohttp.ClientSession) -> None:

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from server_helpers import WAIT, Lab, make_lamp, running_device
 
-from custom_components.iotmp.protocol.message import Message, MessageType
-from iotmp_server.testing import TestDevice, run_test_server
+from iotmp.protocol.message import Message, MessageType
+from iotmp.server.testing import TestDevice, run_test_server
 
 
 async def _frame(ws: aiohttp.ClientWebSocketResponse, limit: float = WAIT) -> dict[str, Any]:

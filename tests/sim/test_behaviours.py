@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from iotmp_devices.behaviours import (
+from iotmp.sim.behaviours import (
     BEHAVIOURS,
     InputContext,
     ResourceError,
@@ -20,8 +20,8 @@ from iotmp_devices.behaviours import (
     store,
     uptime_ms,
 )
-from iotmp_devices.profile import builtin_profiles
-from iotmp_devices.simulation import Command, DeviceSimulation
+from iotmp.sim.profile import builtin_profiles
+from iotmp.sim.simulation import Command, DeviceSimulation
 
 
 def _ctx(

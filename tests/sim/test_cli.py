@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -13,16 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from iotmp_devices.__main__ import CliError, main, parse_server
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp import cli
+from iotmp.cli.sim import CliError, parse_server
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 ROOT = Path(__file__).parents[2]
 
 
+def main(argv: list[str]) -> int:
+    """``iotmp sim ARGV``."""
+    return cli.main(["sim", *argv])
+
+
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for option in (
         "--server",
@@ -91,7 +94,7 @@ def test_demo_file_missing_times_out_with_a_clear_message(
     err = capsys.readouterr().err
     assert str(missing) in err
     assert "does not exist after waiting 0.2 s" in err
-    assert "scripts/server --demo" in err
+    assert "iotmp server --demo" in err
 
 
 def test_demo_file_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,15 +151,14 @@ async def _run_cli(
     on_line: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Run the CLI in a subprocess until ``ids`` are online, then SIGINT it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "iotmp_devices",
+        "iotmp",
+        "sim",
         *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
         cwd=ROOT,
     )
     lines: list[str] = []

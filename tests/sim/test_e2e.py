@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from iotmp_devices.__main__ import parse_server, with_tls
-from iotmp_devices.fleet import Fleet, make_devices
-from iotmp_devices.profile import builtin_profiles
-from iotmp_devices.simulation import Command
-from iotmp_devices.testing import TestFleet, run_virtual_devices
-from iotmp_server.testing import TestDevice, TestServer, run_test_server
+from iotmp.cli.sim import parse_server, with_tls
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
+from iotmp.sim.fleet import Fleet, make_devices
+from iotmp.sim.profile import builtin_profiles
+from iotmp.sim.simulation import Command
+from iotmp.sim.testing import TestFleet, run_virtual_devices
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +182,7 @@ async def test_unregistered_device_is_refused(server: TestServer) -> None:
 @pytest.mark.parametrize("transport", ["tls", "ws"])
 async def test_other_transports(transport: str, tmp_path: Path) -> None:
     """TLS (self-signed, --insecure and --cafile) and WebSocket, via the CLI's target helpers."""
-    certs = pytest.importorskip("iotmp_server.certs")
+    certs = pytest.importorskip("iotmp.server.certs")
     if not certs.cryptography_available():
         pytest.skip("needs cryptography")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

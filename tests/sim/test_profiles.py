@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iotmp_devices.profile import (
+from iotmp.sim.profile import (
     ProfileError,
     builtin_profile_names,
     builtin_profiles,
@@ -43,7 +43,7 @@ def test_builtin_profiles_load_and_have_expected_ids() -> None:
 @pytest.mark.parametrize("name", builtin_profile_names())
 def test_each_profile_file_validates(name: str) -> None:
     profile = load_profile(
-        Path(__file__).parents[2] / "iotmp_devices" / "profiles" / f"{name}.json"
+        Path(__file__).parents[2] / "iotmp" / "sim" / "profiles" / f"{name}.json"
     )
     assert profile.resources
     for spec in profile.resources:
