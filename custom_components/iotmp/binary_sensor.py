@@ -14,7 +14,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import CONNECTIVITY_KEY
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpEntity
-from .mapping import EntitySpec
+from iotmp.ha_mapping import EntitySpec
 from .util import enum_or_none
 
 # Reading only: every change arrives by push.

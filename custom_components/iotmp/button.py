@@ -9,7 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpControlEntity
-from .mapping import EntitySpec
+from iotmp.ha_mapping import EntitySpec
 from .util import enum_or_none
 
 # One command at a time per entity.

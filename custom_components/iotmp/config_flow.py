@@ -71,7 +71,7 @@ from .const import (
     MIN_UPDATE_INTERVAL,
 )
 from .coordinator import IotmpConfigEntry, IotmpManager
-from .mapping import (
+from iotmp.ha_mapping import (
     ResourceOverride,
     device_classes_for,
     map_resource_with_notes,

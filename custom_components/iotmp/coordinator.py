@@ -72,7 +72,7 @@ from .const import (
     ONLINE_STATES,
     STORAGE_VERSION,
 )
-from .mapping import EntitySpec, ResourceOverride, map_device
+from iotmp.ha_mapping import EntitySpec, ResourceOverride, map_device
 
 type IotmpConfigEntry = ConfigEntry[IotmpRuntimeData]
 type EntityFactory = Callable[[IotmpManager, str, EntitySpec], Entity]

@@ -12,7 +12,7 @@ from homeassistant.helpers.entity import Entity
 
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import IotmpManager
-from .mapping import EntitySpec
+from iotmp.ha_mapping import EntitySpec
 
 
 class IotmpEntity(Entity):

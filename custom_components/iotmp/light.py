@@ -13,7 +13,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpControlEntity
-from .mapping import EntitySpec, LightSpec
+from iotmp.ha_mapping import EntitySpec, LightSpec
 
 # One command at a time per entity; the state comes back on the stream.
 PARALLEL_UPDATES = 1

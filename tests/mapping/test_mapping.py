@@ -1,4 +1,4 @@
-"""Rules of custom_components.iotmp.mapping (pure, no sockets, no Home Assistant)."""
+"""Rules of iotmp.ha_mapping (pure, no sockets, no Home Assistant)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp.mapping import (
+from iotmp.ha_mapping import (
     MAX_SPECS_PER_RESOURCE,
     UG_M3,
     EntitySpec,

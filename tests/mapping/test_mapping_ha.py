@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from custom_components.iotmp import mapping
-from custom_components.iotmp.mapping import (
+from iotmp.ha_mapping import (
     EntitySpec,
     ResourceOverride,
     device_classes_for,

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custom_components.iotmp.mapping import (
+from iotmp.ha_mapping import (
     PLATFORMS,
     ResourceOverride,
     map_device,
