@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,12 +33,6 @@ DEMO_IDS = {
     "counter",
     "controller",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def iotmp(
@@ -128,12 +121,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     env = {**os.environ, "IOTMP_DATA_DIR": str(home / "data")}
     env.pop("IOTMP_URL", None)
     env.pop("IOTMP_TOKEN", None)
-    demo = Demo(home / "demo.json", free_port(), free_port(), env)
+    # Port 0: the server picks free ports (this process may not open sockets under
+    # Home Assistant's pytest-socket); a restart reuses the ones it wrote down.
+    demo = Demo(home / "demo.json", 0, 0, env)
     demo.start_server()
     deadline = time.monotonic() + 30
     while not demo.demo_file.exists() and time.monotonic() < deadline:
         assert demo.server is not None and demo.server.poll() is None, demo.server
         time.sleep(0.1)
+    document = demo.document()
+    demo.http_port = int(document["http_url"].rsplit(":", 1)[1])
+    demo.tcp_port = int(document["tcp_port"])
     demo.devices = spawn(
         "sim", "--demo", "--demo-file", str(demo.demo_file), "--reconnect-delay", "0.5", env=env
     )
