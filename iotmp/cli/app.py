@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
@@ -30,6 +29,7 @@ from .common import (
     add_server_options,
     parse_json_value,
     resolve_server,
+    stop_on_signals,
 )
 
 Command = Callable[[IotmpApiClient, argparse.Namespace, TextIO], Awaitable[int]]
@@ -144,23 +144,16 @@ async def _until_stopped(
     stream_run: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]]
 ) -> int:
     """Run a reconnecting stream until Ctrl-C / SIGTERM (exit 0) or an auth failure (1)."""
-    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(stream_run())
     stop = asyncio.Event()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
     stopper = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        with stop_on_signals(stop):
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # raises IotmpAuthError and the like
         return EXIT_OK
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
         stopper.cancel()
         await close()
         with contextlib.suppress(asyncio.CancelledError, IotmpApiError):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +36,23 @@ def setup_logging(
 ) -> None:
     """Log to stderr at ``level`` (a name such as INFO; unknown names mean INFO)."""
     logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO), format=fmt)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT/SIGTERM while inside (Ctrl-C and ``kill`` end a command cleanly)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Not on the main thread (tests) or not on this platform: Ctrl-C raises instead.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:

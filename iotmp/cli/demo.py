@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from iotmp.sim.virtual_device import DEFAULT_TICK
 
 from . import server as server_cli
 from . import sim as sim_cli
-from .common import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, setup_logging
+from .common import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, setup_logging, stop_on_signals
 
 _LOGGER = logging.getLogger("iotmp.demo")
 
@@ -104,12 +102,6 @@ async def run(args: argparse.Namespace) -> int:
         return err.code
     fleet = Fleet(devices)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
     try:
         await fleet.start(target)
         print(
@@ -118,10 +110,9 @@ async def run(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
-        await stop.wait()
+        with stop_on_signals(stop):
+            await stop.wait()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
         print("stopping the demo", file=sys.stderr, flush=True)
         await fleet.stop()
         await server.stop()

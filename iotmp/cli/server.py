@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from iotmp.cli.common import setup_logging
+from iotmp.cli.common import setup_logging, stop_on_signals
 from iotmp.server.app import IotmpServer
 from iotmp.server.certs import cryptography_available, make_self_signed
 from iotmp.server.config import (
@@ -150,20 +149,16 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         print(f"demo settings written to {demo['path']}", flush=True)
         print(f"  http_url {server.http_url}  user {DEMO_USER}  token {demo['token']}", flush=True)
 
-    loop = asyncio.get_running_loop()
-    signals: list[signal.Signals] = []
     if stop is None:
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-                signals.append(sig)
+        signals: contextlib.AbstractContextManager[None] = stop_on_signals(stop)
+    else:
+        signals = contextlib.nullcontext()
     try:
-        await stop.wait()
+        with signals:
+            await stop.wait()
     finally:
         _LOGGER.info("shutting down")
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         await server.stop()
     return 0
 

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from iotmp.cli.common import stop_on_signals
 from iotmp.device import TransportKind
 from iotmp.protocol.transport import WEBSOCKET_PATH, client_ssl_context
 from iotmp.server.config import default_demo_file
@@ -478,13 +478,7 @@ def build_from_demo(
 async def run(args: argparse.Namespace, failures: _ConnectionFailures | None = None) -> int:
     """Run until Ctrl-C / SIGTERM; returns the exit code."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    with stop_on_signals(stop):
         if args.demo:
             demo = await wait_for_demo_file(
                 args.demo_file or default_demo_file(), args.demo_timeout, stop
@@ -522,9 +516,6 @@ async def run(args: argparse.Namespace, failures: _ConnectionFailures | None = N
             _LOGGER.info("stopping %d device(s)", len(devices))
             await fleet.stop()
         return 0
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -62,10 +62,10 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str, str]:
     if proc.poll() is None:
         proc.send_signal(sig)
-    if proc.pid in _readers:  # a thread owns stdout
+    if (proc.pid, "stdout") in _readers:  # threads own the pipes
         proc.wait(timeout=15)
-        assert proc.stderr is not None
-        return proc.returncode, "", proc.stderr.read()
+        err = "".join(_read_lines(proc, 10_000, 0.5, "stderr"))
+        return proc.returncode, "", err
     try:
         out, err = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
@@ -255,19 +255,21 @@ def test_every_subcommand_has_help() -> None:
         assert "usage: iotmp " + command in result.stdout
 
 
-_readers: dict[int, queue.Queue[str]] = {}
+_readers: dict[tuple[int, str], queue.Queue[str]] = {}
 
 
-def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
-    """Up to ``count`` stdout lines within ``timeout`` s (a thread reads; never blocks past it)."""
-    assert proc.stdout is not None
-    lines_queue = _readers.get(proc.pid)
+def _read_lines(
+    proc: subprocess.Popen[str], count: int, timeout: float, which: str = "stdout"
+) -> list[str]:
+    """Up to ``count`` lines of ``which`` within ``timeout`` s (a thread reads; never blocks past it)."""
+    lines_queue = _readers.get((proc.pid, which))
     if lines_queue is None:
-        lines_queue = _readers[proc.pid] = queue.Queue()
-        stdout = proc.stdout
+        lines_queue = _readers[proc.pid, which] = queue.Queue()
+        pipe = getattr(proc, which)
+        assert pipe is not None
 
         def pump() -> None:
-            for line in stdout:
+            for line in pipe:
                 lines_queue.put(line)
 
         threading.Thread(target=pump, daemon=True).start()
@@ -279,6 +281,16 @@ def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float) -> list
         except queue.Empty:
             break
     return lines
+
+
+def _wait_for_stderr(proc: subprocess.Popen[str], text: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        seen += _read_lines(proc, 1, max(0.01, deadline - time.monotonic()), "stderr")
+        if any(text in line for line in seen):
+            return
+    pytest.fail(f"{text!r} not on stderr: {seen}")
 
 
 def test_stream_prints_values_and_says_when_it_reconnects(demo: Demo) -> None:
@@ -304,7 +316,7 @@ def test_stream_prints_values_and_says_when_it_reconnects(demo: Demo) -> None:
 def test_events_show_a_device_going_offline_and_online(demo: Demo) -> None:
     events = spawn("events", "--json", *demo.args(), env=demo.env)
     try:
-        time.sleep(1.0)  # subscribed
+        _wait_for_stderr(events, "events: connected")
         assert demo.devices is not None
         stop(demo.devices)
         demo.devices = spawn(
