@@ -261,7 +261,7 @@ _readers: dict[tuple[int, str], queue.Queue[str]] = {}
 def _read_lines(
     proc: subprocess.Popen[str], count: int, timeout: float, which: str = "stdout"
 ) -> list[str]:
-    """Up to ``count`` lines of ``which`` within ``timeout`` s (a thread reads; never blocks past it)."""
+    """Up to ``count`` lines of ``which`` within ``timeout`` s (read by a thread; never blocks)."""
     lines_queue = _readers.get((proc.pid, which))
     if lines_queue is None:
         lines_queue = _readers[proc.pid, which] = queue.Queue()
