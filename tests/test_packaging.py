@@ -187,7 +187,7 @@ def _normalize(name: str) -> str:
 def test_requirements_are_locked(requirements: str, constraints: str) -> None:
     """Every direct requirement has an exact version in the leg's constraints file.
 
-    After adding or bumping one, run ``scripts/setup --relock`` (see README).
+    After adding or bumping one, run ``scripts/setup --relock`` (see docs/development.md).
     """
     lines = (ROOT / requirements).read_text(encoding="utf-8").splitlines()
     assert f"-c {constraints}" in [line.split("#", 1)[0].strip() for line in lines]
