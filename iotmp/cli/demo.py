@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, help="HTTP port (default 25280)")
     parser.add_argument("--tcp-port", type=int, help="device TCP port (default 25204)")
     parser.add_argument("--tls-port", type=int, help="device TLS port (default 25206)")
-    parser.add_argument("--no-tls", action="store_true", help="no TLS listener")
+    parser.add_argument("--https-port", type=int, help="HTTPS API port (default 25243)")
+    parser.add_argument("--no-tls", action="store_true", help="no TLS listeners")
     parser.add_argument("--seed", type=int, help="random seed of the simulated physics")
     parser.add_argument(
         "--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)"
@@ -58,12 +59,15 @@ def _sim_args(args: argparse.Namespace) -> argparse.Namespace:
     )
 
 
-def _banner(url: str, token: str, demo_file: str, devices: list[str]) -> str:
+def _banner(
+    url: str, token: str, demo_file: str, devices: list[str], https_url: str | None = None
+) -> str:
     short = f"{token[:12]}...{token[-6:]}" if len(token) > 24 else "(see the demo file)"
     return "\n".join(
         [
             "IOTMP demo running. Ctrl-C stops it.",
             f"  server      {url}",
+            *([f"  https       {https_url} (self-signed certificate)"] if https_url else []),
             f"  user        {DEMO_USER}",
             f"  token       {short} (in full in {demo_file})",
             f"  devices     {', '.join(devices)}",
@@ -87,6 +91,7 @@ async def run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         tcp_port=args.tcp_port,
         tls_port=args.tls_port,
+        https_port=args.https_port,
         no_tls=args.no_tls,
     )
     try:
@@ -114,7 +119,11 @@ async def run(args: argparse.Namespace) -> int:
         await fleet.start(target)
         print(
             _banner(
-                server.http_url, document["token"], document["path"], [d.device_id for d in devices]
+                server.http_url,
+                document["token"],
+                document["path"],
+                [d.device_id for d in devices],
+                server.https_url,
             ),
             flush=True,
         )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import WSMsgType, web
 
+from .access_log import websocket_opened
 from .http_api import ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
 from .streams import Subscription
@@ -305,6 +306,7 @@ class AppSockets:
 
     async def _serve(self, socket: AppSocket, request: web.Request) -> web.WebSocketResponse:
         await socket.ws.prepare(request)
+        websocket_opened(request)
         self.sockets.add(socket)
         try:
             await socket.run()
@@ -329,6 +331,7 @@ class AppSockets:
             raise ApiError(400, "interval must be a number of seconds") from None
         socket = ResourceSocket(self, self._ws(), state, fixed_resource=resource)
         await socket.ws.prepare(request)
+        websocket_opened(request)
         self.sockets.add(socket)
         socket.subscribe(resource, interval)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from iotmp.protocol.transport import (
 
 from .device_link import DeviceLink, peer_host
 from .registry import DeviceState
+from .tls import format_peer, start_tls_stream
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -53,6 +55,7 @@ class DeviceGateway:
         self._tls: asyncio.Server | None = None
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
+        self._tls_context: ssl.SSLContext | None = None
         self.closing = False
 
     # -- listeners -------------------------------------------------------------
@@ -67,14 +70,10 @@ class DeviceGateway:
             )
         if config.tls_enabled:
             assert config.tls_cert is not None and config.tls_port is not None
-            context = server_ssl_context(config.tls_cert, config.tls_key)
+            self._tls_context = server_ssl_context(config.tls_cert, config.tls_key)
+            # Accepted in the clear, TLS started by _on_tls_stream: failures get logged.
             self._tls = await asyncio.start_server(
-                self._on_stream,
-                config.host,
-                config.tls_port,
-                ssl=context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                reuse_address=True,
+                self._on_tls_stream, config.host, config.tls_port, reuse_address=True
             )
 
     @staticmethod
@@ -112,6 +111,14 @@ class DeviceGateway:
                         await listener.wait_closed()
         self._tcp = self._tls = None
 
+    async def _on_tls_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        report = self.server.handshake_log.failed
+        assert self._tls_context is not None
+        if await start_tls_stream(writer, self._tls_context, report, timeout=HANDSHAKE_TIMEOUT):
+            await self._on_stream(reader, writer)
+
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         transport = server_transport(reader, writer)
         try:
@@ -123,6 +130,15 @@ class DeviceGateway:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            self.server.handshake_log.failed(
+                format_peer(request.transport.get_extra_info("peername"))
+                if request.transport
+                else request.remote or "?",
+                "websocket",
+                f"{request.method} {request.path} without a WebSocket upgrade",
+            )
+            raise web.HTTPBadRequest(reason="a WebSocket upgrade is required")
         transport = await accept_websocket(
             request, max_msg_size=self.server.config.max_message_size + 64
         )
@@ -199,7 +215,7 @@ class DeviceGateway:
         except AuthenticationError:
             return  # answered ERROR and closed by the session
         except IotmpError as exc:
-            _LOGGER.debug("%s: handshake failed: %r", transport.peer, exc)
+            self.server.handshake_log.failed(address, "connect", exc)
             return
         state = accepted[0]
         device_id = state.id

@@ -78,6 +78,11 @@ class TestServer:
         return self.server.http_url
 
     @property
+    def https_url(self) -> str | None:
+        """``https://127.0.0.1:<port>`` (when started with a certificate)."""
+        return self.server.https_url
+
+    @property
     def ws_url(self) -> str:
         """``ws://127.0.0.1:<port>`` (app WebSockets)."""
         return "ws" + self.http_url.removeprefix("http")
@@ -184,7 +189,7 @@ async def run_test_server(
 
     ``overrides`` are further :class:`~iotmp.server.config.ServerConfig` fields
     (``websocket_frames="legacy"``, ``max_body_bytes=...``, ``login_delay=...``).
-    With ``tls_cert``/``tls_key`` a TLS device listener runs too.
+    With ``tls_cert``/``tls_key`` a TLS device listener and the HTTPS API run too.
     """
     password = password or secrets.token_urlsafe(9)
     device_configs = tuple(d.to_config(user) if isinstance(d, TestDevice) else d for d in devices)
@@ -195,6 +200,7 @@ async def run_test_server(
         http_port=0,
         tcp_port=0,
         tls_port=0 if tls_cert else None,
+        https_port=0 if tls_cert else None,
         tls_cert=tls_cert,
         tls_key=tls_key,
         secret=secrets.token_urlsafe(32),
