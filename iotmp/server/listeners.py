@@ -5,7 +5,7 @@ failed logins from one address are answered progressively later, and the
 server closes the socket itself after an ERROR), then DESCRIBE of the whole
 device, then the device is marked online until its session ends (peer close,
 garbage, oversized frame, keep-alive timeout after ``ka * 1.15`` s of
-silence, or replacement by a newer connection of the same device).
+silence -- at least 75 s for a device that declared no ``ka`` -- or replacement by a newer connection of the same device).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
+REFERENCE_KEEP_ALIVE = 60.0
+"""Seconds between the KEEP_ALIVEs of reference devices (hard-coded, never declared)."""
+KEEP_ALIVE_MARGIN = 6.0
+"""Slack on top of ``60 x 1.15`` for a late reference device (scheduling, network)."""
 _QUIET_REASONS = ("protocol error", "keep-alive timeout")  # the session logged these
 
 
@@ -158,6 +162,8 @@ class DeviceGateway:
         config = self.server.config
         return SessionConfig(
             keep_alive=config.keep_alive,
+            # A device that declares no ka may be a reference device keeping to its 60 s.
+            min_timeout_without_ka=REFERENCE_KEEP_ALIVE * 1.15 + KEEP_ALIVE_MARGIN,
             request_timeout=config.request_timeout,
             handshake_timeout=HANDSHAKE_TIMEOUT,
             limits=Limits(max_message_size=config.max_message_size),
