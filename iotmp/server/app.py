@@ -24,6 +24,7 @@ from .http_api import RestApi, error_middleware
 from .http_errors import HttpSite, handler_class
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
+from .routes_resources import ResourceRoutes
 from .streams import StreamHub
 from .tls import HttpsSite
 
@@ -184,7 +185,10 @@ class IotmpServer:
         app = web.Application(
             middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
         )
-        app.add_routes(RestApi(self).routes())
+        api = RestApi(self)
+        extra = ResourceRoutes(self, api)
+        app.add_routes(extra.routes())
+        app.add_routes(api.routes())
         app.add_routes(
             [
                 web.get("/iotmp", self.gateway.websocket),
@@ -192,6 +196,7 @@ class IotmpServer:
                 web.get("/v2/users/{user}/events", self.app_sockets.events_handler(2)),
             ]
         )
+        app.add_routes(extra.fallback_routes())  # the v1 resource catch-all goes last
         return app
 
     async def start(self) -> None:

@@ -5,7 +5,8 @@ failed logins from one address are answered progressively later, and the
 server closes the socket itself after an ERROR), then DESCRIBE of the whole
 device, then the device is marked online until its session ends (peer close,
 garbage, oversized frame, keep-alive timeout after ``ka * 1.15`` s of
-silence -- at least 75 s for a device that declared no ``ka`` -- or replacement by a newer connection of the same device).
+silence -- at least 75 s for a device that declared no ``ka`` -- or
+replacement by a newer connection of the same device).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from iotmp.protocol.transport import (
     server_transport,
 )
 
+from .byte_counter import CountingTransport
 from .device_link import DeviceLink, peer_host
 from .registry import DeviceState
 from .tls import format_peer, start_tls_stream
@@ -177,7 +179,7 @@ class DeviceGateway:
             return
         self._transports.add(transport)
         session = Session(
-            transport,
+            CountingTransport(transport),  # rx/tx bytes for the stats routes
             Role.SERVER,
             config=self._session_config(),
             name=f"device {transport.peer}",
