@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMethod
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestHandler
 
 if TYPE_CHECKING:
@@ -29,9 +29,11 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def _looks_like_tls(exc: BaseException | None) -> bool:
-    if not isinstance(exc, BadHttpMethod):
+    """Whether aiohttp choked on a TLS record (0x16 0x03: handshake, TLS 1.x)."""
+    if not isinstance(exc, BadHttpMessage):
         return False
-    return "HTTPS traffic" in str(exc) or "\\x16\\x03" in repr(exc) or "\x16\x03" in str(exc)
+    text = str(exc)  # 3.14: "Received HTTPS traffic..."; 3.11: "... b'\x16\x03\x01'"
+    return "HTTPS traffic" in text or "\\x16\\x03" in text or "\x16\x03" in text
 
 
 class JsonErrorHandler(RequestHandler):
