@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tls", action="store_true", help="no TLS listeners")
     parser.add_argument("--seed", type=int, help="random seed of the simulated physics")
     parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default) or json: one JSON object per line, for log shippers",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)"
     )
 
@@ -139,7 +145,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp demo`` with parsed arguments."""
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-tls", action="store_true", help="--demo: no TLS listeners (no certificate)"
     )
     parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default) or json: one JSON object per line, for log shippers",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
 
@@ -185,7 +191,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp server`` with parsed arguments; returns the exit code."""
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
