@@ -26,6 +26,7 @@ from iotmp.protocol.errors import (
 from iotmp.protocol.limits import Limits
 from iotmp.protocol.session import Role, Session, SessionConfig
 from iotmp.protocol.transport import (
+    WEBSOCKET_PROTOCOL,
     Transport,
     accept_websocket,
     server_ssl_context,
@@ -136,7 +137,7 @@ class DeviceGateway:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""
-        if not web.WebSocketResponse().can_prepare(request).ok:
+        if not web.WebSocketResponse(protocols=(WEBSOCKET_PROTOCOL,)).can_prepare(request).ok:
             self.server.handshake_log.failed(
                 format_peer(request.transport.get_extra_info("peername"))
                 if request.transport

@@ -64,8 +64,9 @@ async def test_https_certificate_verifies_with_its_own_ca(tmp_path: Path) -> Non
 
 
 async def test_wss_device_connects_and_answers(
-    tls_server: TestServer, http: aiohttp.ClientSession
+    tls_server: TestServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     port = tls_server.server.https_port
     assert port is not None
     device, _ = make_lamp("alice", "lamp", "pw")
@@ -80,6 +81,7 @@ async def test_wss_device_connects_and_answers(
         async with http.get(url, headers=headers, ssl=False) as resp:
             assert resp.status == 200
             assert await resp.json() == {"celsius": 21.5, "humidity": 45}
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     finally:
         await device.stop()
         await asyncio.wait_for(task, WAIT)
