@@ -204,13 +204,11 @@ class DeviceGateway:
             state = registry.authenticate(user, device, credential)
             if state is None:
                 delay = throttle.failure_delay(address)
-                _LOGGER.info(
-                    "device login refused: user %r device %r from %s (%d failures, delay %.1f s)",
-                    user,
-                    device,
+                self.server.handshake_log.failed(
                     address,
-                    throttle.failures(address),
-                    delay,
+                    "login refused",
+                    f"user {user!r} device {device!r} "
+                    f"({throttle.failures(address)} failures, delay {delay:.1f} s)",
                 )
                 if delay > 0:
                     await asyncio.sleep(delay)

@@ -224,3 +224,31 @@ def test_demo_serves_https_with_a_reused_certificate(tmp_path: Path) -> None:
     second = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     assert second.stdout.split()[0] == "200"
     assert cert.read_bytes() == pem  # generated once, then reused
+
+
+async def test_refused_logins_are_logged_once_per_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server_helpers import RawPeer
+
+    from iotmp.protocol.message import Message, MessageType
+
+    caplog.set_level(logging.INFO, logger=HANDSHAKE_LOGGER)
+    async with run_test_server(
+        devices=[TestDevice("lamp", credential="pw")], login_delay=0.0, login_delay_max=0.0
+    ) as server:
+        for _ in range(3):
+            peer = await RawPeer.open(server.tcp_port)
+            try:
+                await peer.send(
+                    Message.build(
+                        MessageType.CONNECT, stream_id=1, payload=["alice", "lamp", "wrong"]
+                    )
+                )
+                assert (await peer.receive()).type == MessageType.ERROR
+                assert await peer.wait_eof()
+            finally:
+                await peer.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == HANDSHAKE_LOGGER]
+    assert len(lines) == 1
+    assert "login refused" in lines[0] and "'lamp'" in lines[0] and "wrong" not in lines[0]
