@@ -248,3 +248,13 @@ async def test_single_resource_socket_on_device_error_closes(
                 assert (await ws.receive_json(timeout=WAIT))["payload"] == 0
         finally:
             await ref.close()
+
+
+async def test_interval_keeps_sampling_an_unchanged_value(lab: Lab) -> None:
+    """Repeats are held back only briefly: a constant value still comes every interval."""
+    async with lab.http.ws_connect(lab.dev("/resources"), headers=lab.headers) as ws:
+        await ws.send_json({"resource": "brightness", "interval": 0.5})
+        frames = await _frames(ws, 2.1)
+    values = [f["payload"] for _, f in frames]
+    assert values[:3] == [10, 10, 10], values
+    assert 3 <= len(values) <= 5, values
