@@ -252,3 +252,47 @@ async def test_refused_logins_are_logged_once_per_address(
     lines = [r.getMessage() for r in caplog.records if r.name == HANDSHAKE_LOGGER]
     assert len(lines) == 1
     assert "login refused" in lines[0] and "'lamp'" in lines[0] and "wrong" not in lines[0]
+
+
+async def test_wss_device_with_text_frames_like_a_reference_device(
+    tls_server: TestServer,
+) -> None:
+    """IOTMP bytes (not UTF-8) in masked TEXT frames over TLS, TLS 1.3, any certificate."""
+    import base64
+    import os
+
+    from server_helpers import REF_CONNECT
+
+    async with run_test_server(
+        devices=[TestDevice("refdev1", credential="s3cret")],
+        tls_cert=tls_server.config.tls_cert,
+        tls_key=tls_server.config.tls_key,
+    ) as server:
+        port = server.server.https_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection(
+            LOCALHOST, port, ssl=client_ssl_context(verify=False)
+        )
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    "GET /iotmp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: iotmp\r\n\r\n"
+                ).encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            payload = bytes.fromhex(REF_CONNECT.replace(" ", ""))
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # TEXT, masked
+            await writer.drain()
+            frame = await reader.readexactly(2)
+            data = await reader.readexactly(frame[1] & 0x7F)
+            assert data == bytes.fromhex("01 04 08 e7 8a 01")  # OK with the CONNECT's id
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
