@@ -156,6 +156,8 @@ class HttpsSite(web.BaseSite):
     async def handshake(self, transport: asyncio.Transport) -> None:
         """Run the TLS handshake, then give the connection to aiohttp."""
         address = format_peer(transport.get_extra_info("peername"))
+        if transport.is_closing():  # gone before the handshake could start
+            return
         relay = _Relay()
         loop = asyncio.get_running_loop()
         try:
@@ -169,7 +171,7 @@ class HttpsSite(web.BaseSite):
         except asyncio.CancelledError:
             transport.abort()
             raise
-        except (OSError, TimeoutError, ConnectionError) as exc:
+        except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: closed meanwhile
             self._report(address, "https", tls_failure(exc))
             transport.abort()
             return
@@ -190,7 +192,7 @@ async def start_tls_stream(
     address = format_peer(writer.get_extra_info("peername"))
     try:
         await writer.start_tls(context, ssl_handshake_timeout=timeout)
-    except (OSError, TimeoutError, ConnectionError) as exc:
+    except (OSError, TimeoutError, RuntimeError) as exc:
         report(address, "tls", tls_failure(exc))
         with contextlib.suppress(Exception):
             writer.transport.abort()
