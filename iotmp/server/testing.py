@@ -7,6 +7,7 @@ async with run_test_server(devices=[TestDevice("lamp", credential="pw", name="De
                            user="alice", request_timeout=2.0, keep_alive=60) as server:
     server.http_url          # "http://127.0.0.1:<port>" (REST, app WebSockets, /iotmp)
     server.tcp_port          # IOTMP TCP listener on 127.0.0.1
+    server.https_url         # "https://127.0.0.1:<port>" with tls_cert/tls_key, else None
     server.user, server.password, server.token
     server.issue_token(expires_in=None) -> str
     server.revoke_token(token)
