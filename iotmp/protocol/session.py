@@ -666,7 +666,9 @@ class Session:
                 f"{self.name}: no handshake message within {limit} s"
             ) from exc
         except ProtocolError as exc:
-            _LOGGER.warning("%s: protocol error during handshake: %s", self.name, exc)
+            # A server reports its failed handshakes itself (rate-limited per address).
+            level = logging.DEBUG if self.role is Role.SERVER else logging.WARNING
+            _LOGGER.log(level, "%s: protocol error during handshake: %s", self.name, exc)
             await self.close(f"protocol error: {exc}")
             raise
         self._last_rx = self._loop.time()

@@ -164,8 +164,11 @@ async def test_failed_handshakes_are_logged_at_info(
     # garbage instead of CONNECT on the device TCP port
     caplog.clear()
     tls_server.server.handshake_log = HandshakeLog()
+    caplog.set_level(logging.INFO)
     await _send_and_close(tls_server.tcp_port, b"\x07\x03garbage" + bytes(20))
     await _wait_for_record(caplog, "connect:")
+    # that one INFO line is all: no WARNING for client garbage
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_handshake_log_is_rate_limited_per_address(caplog: pytest.LogCaptureFixture) -> None:
