@@ -255,9 +255,7 @@ class IotmpServer:
             handler_cls=self._handler_cls,
         )
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None)
-        return int(sockets[0].getsockname()[1]) if sockets else config.https_port
+        return site.port or config.https_port
 
     async def stop(self) -> None:
         """Close every connection and listener (state is kept for a restart)."""

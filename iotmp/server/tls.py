@@ -5,7 +5,7 @@ word (``wrong version number`` from a device speaking plain TCP, an
 unsupported protocol, a client that rejects our certificate). Here the TCP
 connection is accepted in the clear and the handshake is run explicitly
 (``loop.start_tls``), so a failure is reported with the client's address
-(:class:`~.handshake_log.HandshakeLog`) before the socket is closed.
+(``HandshakeLog.failed``) before the socket is closed.
 
 * :class:`HttpsSite` -- an aiohttp site serving the API (REST, app WebSockets,
   ``wss://.../iotmp``) over TLS.
@@ -24,7 +24,6 @@ from typing import Any
 from aiohttp import web
 
 from .device_link import peer_host
-from .handshake_log import HandshakeLog
 from .http_errors import JsonErrorHandler, make_handler
 
 HANDSHAKE_TIMEOUT = 15.0
@@ -139,6 +138,12 @@ class HttpsSite(web.BaseSite):
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"https://{host}:{self._port}"
 
+    @property
+    def port(self) -> int | None:
+        """The bound port (None before :meth:`start`)."""
+        sockets = getattr(self._server, "sockets", None)
+        return int(sockets[0].getsockname()[1]) if sockets else None
+
     async def start(self) -> None:
         """Listen (plain TCP; each connection starts with the TLS handshake)."""
         await super().start()
@@ -200,4 +205,4 @@ async def start_tls_stream(
     return True
 
 
-__all__ = ["HandshakeLog", "HttpsSite", "format_peer", "start_tls_stream", "tls_failure"]
+__all__ = ["HttpsSite", "format_peer", "start_tls_stream", "tls_failure"]
