@@ -17,6 +17,7 @@ from iotmp.sim.virtual_device import DEFAULT_TICK
 from . import server as server_cli
 from . import sim as sim_cli
 from .common import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, setup_logging
+from .log_format import LOG_FORMATS
 
 _LOGGER = logging.getLogger("iotmp.demo")
 
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed of the simulated physics")
     parser.add_argument(
         "--log-format",
-        choices=("text", "json"),
+        choices=LOG_FORMATS,
         default="text",
         help="text (default) or json: one JSON object per line, for log shippers",
     )

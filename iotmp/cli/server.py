@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iotmp.cli.common import setup_logging
+from iotmp.cli.log_format import LOG_FORMATS
 from iotmp.server.app import IotmpServer
 from iotmp.server.certs import cryptography_available, make_self_signed
 from iotmp.server.config import (
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-format",
-        choices=("text", "json"),
+        choices=LOG_FORMATS,
         default="text",
         help="text (default) or json: one JSON object per line, for log shippers",
     )
