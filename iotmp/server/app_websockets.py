@@ -172,14 +172,14 @@ class ResourceSocket(AppSocket):
                 }
             )
 
-    def _stream_failed(self, resource: str, message: str, status: int) -> None:
+    def stream_failed(self, resource: str, message: str, status: int) -> None:
         """Report a stream that cannot run; a one-resource socket is closed as well."""
         self._fail(resource, message)
         if self.fixed_resource is not None:
             self.close_with(close_code(status), message)
 
     def _device_gone(self, resource: str) -> None:
-        self._stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
+        self.stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
 
     def close_with(self, code: int, message: str) -> None:
         """Close the socket (after the frames already queued) with ``code`` and ``message``."""
@@ -197,7 +197,7 @@ class ResourceSocket(AppSocket):
         hub = self.manager.server.hub
         if self.state.description is not None and not self.state.has_resource(resource):
             # Known from the device's DESCRIBE: no need to ask the device.
-            self._stream_failed(
+            self.stream_failed(
                 resource, f"resource {resource!r} not found on device {self.state.id!r}", 404
             )
             return
@@ -208,7 +208,7 @@ class ResourceSocket(AppSocket):
                 resource,
                 interval,
                 self._deliver,
-                self._stream_failed,
+                self.stream_failed,
                 gone=self._device_gone if self.fixed_resource is not None else None,
             )
             self.subscriptions[resource] = sub
@@ -376,7 +376,7 @@ class AppSockets:
         if state.connected:
             socket.subscribe(resource, interval)
         else:
-            socket._stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
+            socket.stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
         try:
             await socket.run()
         finally:
