@@ -299,3 +299,35 @@ async def test_wss_device_with_text_frames_like_a_reference_device(
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+async def test_https_port_in_use_fails_start_and_frees_the_rest(tmp_path: Path) -> None:
+    import socket
+
+    from iotmp.server.app import IotmpServer
+    from iotmp.server.config import ServerConfig, UserConfig
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key)
+    with socket.socket() as busy:
+        busy.bind((LOCALHOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = ServerConfig(
+            http_port=0,
+            tcp_port=0,
+            tls_port=None,
+            https_port=port,
+            tls_cert=str(cert),
+            tls_key=str(key),
+            secret="s",
+            users=(UserConfig("alice"),),
+        )
+        server = IotmpServer(config)
+        with pytest.raises(OSError):
+            await server.start()
+        assert not server.running
+        http_port = server.http_port
+    assert http_port is not None
+    with pytest.raises(OSError):  # the HTTP listener that did start was closed again
+        await asyncio.open_connection(LOCALHOST, http_port)
