@@ -24,7 +24,7 @@ from iotmp.protocol.errors import (
     IotmpError,
 )
 from iotmp.protocol.limits import Limits
-from iotmp.protocol.session import Role, Session, SessionConfig
+from iotmp.protocol.session import KEEP_ALIVE_TIMEOUT_FACTOR, Role, Session, SessionConfig
 from iotmp.protocol.transport import (
     WEBSOCKET_PROTOCOL,
     Transport,
@@ -166,7 +166,8 @@ class DeviceGateway:
         return SessionConfig(
             keep_alive=config.keep_alive,
             # A device that declares no ka may be a reference device keeping to its 60 s.
-            min_timeout_without_ka=REFERENCE_KEEP_ALIVE * 1.15 + KEEP_ALIVE_MARGIN,
+            min_timeout_without_ka=REFERENCE_KEEP_ALIVE * KEEP_ALIVE_TIMEOUT_FACTOR
+            + KEEP_ALIVE_MARGIN,
             request_timeout=config.request_timeout,
             handshake_timeout=HANDSHAKE_TIMEOUT,
             limits=Limits(max_message_size=config.max_message_size),
