@@ -32,10 +32,24 @@ class UsageError(Exception):
 
 
 def setup_logging(
-    level: str, *, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    level: str,
+    *,
+    fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    log_format: str = "text",
 ) -> None:
-    """Log to stderr at ``level`` (a name such as INFO; unknown names mean INFO)."""
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO), format=fmt)
+    """Log to stderr at ``level`` (a name such as INFO; unknown names mean INFO).
+
+    ``log_format="json"`` writes one JSON object per line (:mod:`.log_format`).
+    """
+    level_no = getattr(logging, str(level).upper(), logging.INFO)
+    if log_format == "json":
+        from .log_format import JsonFormatter  # noqa: PLC0415
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level_no, handlers=[handler])
+        return
+    logging.basicConfig(level=level_no, format=fmt)
 
 
 @contextlib.contextmanager

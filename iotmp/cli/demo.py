@@ -15,6 +15,7 @@ from iotmp.sim.virtual_device import DEFAULT_TICK
 from . import server as server_cli
 from . import sim as sim_cli
 from .common import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, setup_logging, stop_on_signals
+from .log_format import LOG_FORMATS
 
 _LOGGER = logging.getLogger("iotmp.demo")
 
@@ -36,8 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, help="HTTP port (default 25280)")
     parser.add_argument("--tcp-port", type=int, help="device TCP port (default 25204)")
     parser.add_argument("--tls-port", type=int, help="device TLS port (default 25206)")
-    parser.add_argument("--no-tls", action="store_true", help="no TLS listener")
+    parser.add_argument("--https-port", type=int, help="HTTPS API port (default 25243)")
+    parser.add_argument("--no-tls", action="store_true", help="no TLS listeners")
     parser.add_argument("--seed", type=int, help="random seed of the simulated physics")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line, for log shippers",
+    )
     parser.add_argument(
         "--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)"
     )
@@ -56,12 +64,15 @@ def _sim_args(args: argparse.Namespace) -> argparse.Namespace:
     )
 
 
-def _banner(url: str, token: str, demo_file: str, devices: list[str]) -> str:
+def _banner(
+    url: str, token: str, demo_file: str, devices: list[str], https_url: str | None = None
+) -> str:
     short = f"{token[:12]}...{token[-6:]}" if len(token) > 24 else "(see the demo file)"
     return "\n".join(
         [
             "IOTMP demo running. Ctrl-C stops it.",
             f"  server      {url}",
+            *([f"  https       {https_url} (self-signed certificate)"] if https_url else []),
             f"  user        {DEMO_USER}",
             f"  token       {short} (in full in {demo_file})",
             f"  devices     {', '.join(devices)}",
@@ -85,6 +96,7 @@ async def run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         tcp_port=args.tcp_port,
         tls_port=args.tls_port,
+        https_port=args.https_port,
         no_tls=args.no_tls,
     )
     try:
@@ -106,7 +118,11 @@ async def run(args: argparse.Namespace) -> int:
         await fleet.start(target)
         print(
             _banner(
-                server.http_url, document["token"], document["path"], [d.device_id for d in devices]
+                server.http_url,
+                document["token"],
+                document["path"],
+                [d.device_id for d in devices],
+                server.https_url,
             ),
             flush=True,
         )
@@ -121,7 +137,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp demo`` with parsed arguments."""
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from iotmp.cli.common import setup_logging, stop_on_signals
+from iotmp.cli.log_format import LOG_FORMATS
 from iotmp.server.app import IotmpServer
 from iotmp.server.certs import cryptography_available, make_self_signed
 from iotmp.server.config import (
     DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_PORT,
     DEFAULT_TCP_PORT,
     DEFAULT_TLS_PORT,
     DEMO_USER,
@@ -59,7 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp-port", type=int, help="device TCP port (overrides the config)")
     parser.add_argument("--tls-port", type=int, help="device TLS port (overrides the config)")
     parser.add_argument(
-        "--no-tls", action="store_true", help="--demo: no TLS listener (no certificate)"
+        "--https-port", type=int, help="HTTPS API port (overrides the config; 443 needs the right)"
+    )
+    parser.add_argument(
+        "--no-tls", action="store_true", help="--demo: no TLS listeners (no certificate)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line, for log shippers",
     )
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
@@ -76,6 +87,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         changes["tcp_port"] = args.tcp_port
     if args.tls_port is not None:
         changes["tls_port"] = args.tls_port
+    if getattr(args, "https_port", None) is not None:
+        changes["https_port"] = args.https_port
     return changes
 
 
@@ -98,8 +111,14 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
         tls_port=args.tls_port if args.tls_port is not None else DEFAULT_TLS_PORT,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        https_port=_arg(args, "https_port", DEFAULT_HTTPS_PORT),
     )
     return config, demo_file, demo_secrets
+
+
+def _arg(args: argparse.Namespace, name: str, default: int) -> int:
+    value = getattr(args, name, None)
+    return default if value is None else int(value)
 
 
 async def start_server(args: argparse.Namespace) -> tuple[IotmpServer, dict[str, Any] | None]:
@@ -133,6 +152,7 @@ async def start_server(args: argparse.Namespace) -> tuple[IotmpServer, dict[str,
         tcp_port=server.tcp_port,
         tls_port=server.tls_port,
         token=token,
+        https_url=server.https_url,
     )
     write_private_json(demo_file, document)
     return server, {**document, "path": str(demo_file)}
@@ -148,6 +168,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
     if demo is not None:
         print(f"demo settings written to {demo['path']}", flush=True)
         print(f"  http_url {server.http_url}  user {DEMO_USER}  token {demo['token']}", flush=True)
+        if server.https_url:
+            print(f"  https_url {server.https_url} (self-signed certificate)", flush=True)
 
     if stop is None:
         stop = asyncio.Event()
@@ -165,7 +187,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp server`` with parsed arguments; returns the exit code."""
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -105,6 +105,10 @@ class SessionConfig:
     parameters). Server: the ``ka`` assumed when CONNECT does not carry one."""
     timeout_factor: float = KEEP_ALIVE_TIMEOUT_FACTOR
     """Server: the peer is dead after ``ka * timeout_factor`` s of silence."""
+    min_timeout_without_ka: float = 0.0
+    """Server: the silence limit of a peer whose CONNECT declared no ``ka`` is at
+    least this many seconds (reference devices send KEEP_ALIVE every 60 s,
+    hard-coded, whatever the server assumes)."""
     max_keep_alive: float = MAX_KEEP_ALIVE
     """Server: larger ``ka`` values are refused with CONNECT error 3."""
     check_keep_alive_echo: bool = False
@@ -383,6 +387,8 @@ class Session:
         self.legacy = False
         """Whether PSON fields are sent as legacy PSON (wire type 1)."""
         self.keep_alive: float = self.config.keep_alive
+        self.keep_alive_declared = False
+        """Server: whether the peer's CONNECT carried ``ka``."""
         self.close_reason: str | None = None
 
         self._loop = asyncio.get_running_loop()
@@ -608,6 +614,7 @@ class Session:
                 if not _is_number(ka) or not 0 < ka <= self.config.max_keep_alive:
                     return CONNECT_ERROR_KEEP_ALIVE, credentials
                 self.keep_alive = float(ka)
+                self.keep_alive_declared = True
             if parameters.get("at", 0) != 0:  # only credential auth exists
                 return CONNECT_ERROR_CREDENTIALS, credentials
         elif _is_int(parameters) and parameters != 1:
@@ -659,7 +666,9 @@ class Session:
                 f"{self.name}: no handshake message within {limit} s"
             ) from exc
         except ProtocolError as exc:
-            _LOGGER.warning("%s: protocol error during handshake: %s", self.name, exc)
+            # A server reports its failed handshakes itself (rate-limited per address).
+            level = logging.DEBUG if self.role is Role.SERVER else logging.WARNING
+            _LOGGER.log(level, "%s: protocol error during handshake: %s", self.name, exc)
             await self.close(f"protocol error: {exc}")
             raise
         self._last_rx = self._loop.time()
@@ -1129,9 +1138,17 @@ class Session:
                 await asyncio.sleep(interval)
                 await self._send(_KEEP_ALIVE_MESSAGE)
 
-    async def _watchdog_loop(self) -> None:
-        """Server: close after ``ka * timeout_factor`` seconds without any data."""
+    @property
+    def keep_alive_timeout(self) -> float:
+        """Server: seconds of silence after which the peer counts as dead."""
         limit = self.keep_alive * self.config.timeout_factor
+        if not self.keep_alive_declared:
+            limit = max(limit, self.config.min_timeout_without_ka)
+        return limit
+
+    async def _watchdog_loop(self) -> None:
+        """Server: close after :attr:`keep_alive_timeout` seconds without any data."""
+        limit = self.keep_alive_timeout
         while True:
             remaining = self._last_rx + limit - self._loop.time()
             if remaining <= 0:

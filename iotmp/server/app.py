@@ -12,14 +12,21 @@ from typing import Any
 
 from aiohttp import web
 
+from iotmp.protocol.transport import server_ssl_context
+
+from .access_log import ACCESS_LOGGER, AccessLog
 from .app_websockets import AppSockets
 from .auth import LoginThrottle, TokenAuthority
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
 from .device_link import DeviceLink
+from .handshake_log import HandshakeLog
 from .http_api import RestApi, error_middleware
+from .http_errors import HttpSite, handler_class
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
+from .routes_resources import ResourceRoutes
 from .streams import StreamHub
+from .tls import HttpsSite
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ class IotmpServer:
             refresh_token_ttl=self.config.refresh_token_ttl,
         )
         self.throttle = LoginThrottle(self.config.login_delay, self.config.login_delay_max)
+        self.handshake_log = HandshakeLog()
+        self._handler_cls = handler_class(self.handshake_log)
         self.hub = StreamHub(self._link_of)
         self.app_sockets = AppSockets(self)
         self.gateway = DeviceGateway(self)
@@ -67,6 +76,7 @@ class IotmpServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self.https_port: int | None = None
         self.running = False
 
     # -- users and devices -------------------------------------------------------
@@ -152,6 +162,13 @@ class IotmpServer:
         return f"http://{url_host(self.config.host)}:{self.http_port}"
 
     @property
+    def https_url(self) -> str | None:
+        """Base URL of the API over TLS (``https://host:port``), None without TLS."""
+        if self.https_port is None:
+            return None
+        return f"https://{url_host(self.config.host)}:{self.https_port}"
+
+    @property
     def tcp_port(self) -> int | None:
         """Bound device TCP port."""
         return self.gateway.tcp_port or self.config.tcp_port
@@ -168,7 +185,10 @@ class IotmpServer:
         app = web.Application(
             middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
         )
-        app.add_routes(RestApi(self).routes())
+        api = RestApi(self)
+        extra = ResourceRoutes(self, api)
+        app.add_routes(extra.routes())
+        app.add_routes(api.routes())
         app.add_routes(
             [
                 web.get("/iotmp", self.gateway.websocket),
@@ -176,6 +196,7 @@ class IotmpServer:
                 web.get("/v2/users/{user}/events", self.app_sockets.events_handler(2)),
             ]
         )
+        app.add_routes(extra.fallback_routes())  # the v1 resource catch-all goes last
         return app
 
     async def start(self) -> None:
@@ -186,13 +207,19 @@ class IotmpServer:
         try:
             if config.http_port is not None:
                 runner = web.AppRunner(
-                    self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+                    self.build_app(),
+                    access_log=ACCESS_LOGGER,
+                    access_log_class=AccessLog,
+                    handle_signals=False,
+                    shutdown_timeout=2.0,
                 )
                 await runner.setup()
                 self._runner = runner
-                site = web.TCPSite(runner, config.host, config.http_port, reuse_address=True)
+                site = HttpSite(runner, config.host, config.http_port, self._handler_cls)
                 await site.start()
                 self.http_port = _bound_port(runner, config.http_port)
+            if config.https_enabled and self._runner is not None:
+                self.https_port = await self._start_https(self._runner)
             await self.gateway.start()
         except BaseException:
             await self._shutdown()
@@ -201,6 +228,7 @@ class IotmpServer:
         self.config = replace(
             self.config,
             http_port=self.http_port if config.http_port is not None else None,
+            https_port=self.https_port if config.https_enabled else config.https_port,
             tcp_port=self.gateway.tcp_port if config.tcp_port is not None else None,
             tls_port=self.gateway.tls_port if config.tls_enabled else config.tls_port,
         )
@@ -208,11 +236,26 @@ class IotmpServer:
             self.auth.server_name = f"{url_host(config.host)}:{self.http_port}"
         self.running = True
         _LOGGER.info(
-            "iotmp server: http %s, device tcp %s, tls %s",
+            "iotmp server: http %s, https %s, device tcp %s, tls %s",
             self.http_url if self.http_port else "off",
+            self.https_url or "off",
             self.tcp_port or "off",
             self.tls_port or "off",
         )
+
+    async def _start_https(self, runner: web.AppRunner) -> int:
+        config = self.config
+        assert config.tls_cert is not None and config.https_port is not None
+        site = HttpsSite(
+            runner,
+            config.host,
+            config.https_port,
+            server_ssl_context(config.tls_cert, config.tls_key),
+            report=self.handshake_log.failed,
+            handler_cls=self._handler_cls,
+        )
+        await site.start()
+        return site.port or config.https_port
 
     async def stop(self) -> None:
         """Close every connection and listener (state is kept for a restart)."""

@@ -11,9 +11,11 @@
   ``{"success": true, "registered": {...}}``).
 
 Data frames are ``{"resource", "signal": "data", "payload"}`` or, with
-``websocket_frames: legacy``, ``{"resource", "out"|"in"}``. A device stream the
-device refuses is reported as ``{"resource", "signal": "error", "payload":
-{"error": {"message"}}}`` (signal style only). The server pings after 60 s of
+``websocket_frames: legacy`` (server-wide) or ``?frames=legacy`` (one socket),
+``{"resource", "out"|"in"}``. A stream that cannot be opened is reported as
+``{"resource", "signal": "error", "payload": {"error": {"message"}}}`` (on a
+multiplexed socket: signal style only); a single-resource socket is then
+closed with a code from :mod:`.ws_close`. The server pings after 60 s of
 silence (aiohttp heartbeat) and closes an unresponsive socket.
 """
 
@@ -29,9 +31,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import WSMsgType, web
 
-from .http_api import ApiError, DeviceOps, authorize, dumps
+from .access_log import websocket_opened
+from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
 from .streams import Subscription
+from .ws_close import close_code, close_reason, frame_style
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -140,15 +144,17 @@ class ResourceSocket(AppSocket):
         ws: web.WebSocketResponse,
         state: DeviceState,
         fixed_resource: str | None = None,
+        frames: str | None = None,
     ) -> None:
         super().__init__(manager, ws, f"ws {state.user}/{state.id}")
         self.state = state
         self.fixed_resource = fixed_resource
+        self.frames = frames or manager.server.config.websocket_frames
         self.subscriptions: dict[str, Subscription] = {}
 
     def frame(self, resource: str, value: Any) -> dict[str, Any]:
-        """Build a data frame in the configured style."""
-        if self.manager.server.config.websocket_frames == "legacy":
+        """Build a data frame in this socket's style (``?frames=`` or the server's)."""
+        if self.frames == "legacy":
             key = "in" if self.state.resource_fn(resource) == 2 else "out"
             return {"resource": resource, key: value}
         return {"resource": resource, "signal": "data", "payload": value}
@@ -157,7 +163,7 @@ class ResourceSocket(AppSocket):
         self.send(self.frame(resource, value))
 
     def _fail(self, resource: str, message: str) -> None:
-        if self.manager.server.config.websocket_frames != "legacy":
+        if self.frames != "legacy" or self.fixed_resource is not None:
             self.send(
                 {
                     "resource": resource,
@@ -166,12 +172,45 @@ class ResourceSocket(AppSocket):
                 }
             )
 
+    def stream_failed(self, resource: str, message: str, status: int) -> None:
+        """Report a stream that cannot run; a one-resource socket is closed as well."""
+        self._fail(resource, message)
+        if self.fixed_resource is not None:
+            self.close_with(close_code(status), message)
+
+    def _device_gone(self, resource: str) -> None:
+        self.stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
+
+    def close_with(self, code: int, message: str) -> None:
+        """Close the socket (after the frames already queued) with ``code`` and ``message``."""
+        self.manager.server.spawn(self._close_after_queue(code, message))
+
+    async def _close_after_queue(self, code: int, message: str) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                while not self._queue.empty() and not self.ws.closed:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await self.ws.close(code=code, message=close_reason(message))
+
     def subscribe(self, resource: str, interval: float) -> None:
         """Add or reconfigure the subscription to ``resource``."""
         hub = self.manager.server.hub
+        if self.state.description is not None and not self.state.has_resource(resource):
+            # Known from the device's DESCRIBE: no need to ask the device.
+            self.stream_failed(
+                resource, f"resource {resource!r} not found on device {self.state.id!r}", 404
+            )
+            return
         sub = self.subscriptions.get(resource)
         if sub is None:
-            sub = Subscription(self.state.id, resource, interval, self._deliver, self._fail)
+            sub = Subscription(
+                self.state.id,
+                resource,
+                interval,
+                self._deliver,
+                self.stream_failed,
+                gone=self._device_gone if self.fixed_resource is not None else None,
+            )
             self.subscriptions[resource] = sub
         else:
             sub.interval = interval
@@ -305,6 +344,7 @@ class AppSockets:
 
     async def _serve(self, socket: AppSocket, request: web.Request) -> web.WebSocketResponse:
         await socket.ws.prepare(request)
+        websocket_opened(request)
         self.sockets.add(socket)
         try:
             await socket.run()
@@ -315,7 +355,8 @@ class AppSockets:
     async def device_socket(self, request: web.Request) -> web.StreamResponse:
         """``/v3/users/{u}/devices/{d}/resources`` (multiplexed)."""
         state = self._device(request)
-        socket = ResourceSocket(self, self._ws(), state)
+        frames = frame_style(request, self.server.config.websocket_frames)
+        socket = ResourceSocket(self, self._ws(), state, frames=frames)
         return await self._serve(socket, request)
 
     async def resource_socket(self, request: web.Request) -> web.StreamResponse:
@@ -327,10 +368,15 @@ class AppSockets:
             interval = _parse_interval(float(raw) if raw else 0.0)
         except ValueError:
             raise ApiError(400, "interval must be a number of seconds") from None
-        socket = ResourceSocket(self, self._ws(), state, fixed_resource=resource)
+        frames = frame_style(request, self.server.config.websocket_frames)
+        socket = ResourceSocket(self, self._ws(), state, fixed_resource=resource, frames=frames)
         await socket.ws.prepare(request)
+        websocket_opened(request)
         self.sockets.add(socket)
-        socket.subscribe(resource, interval)
+        if state.connected:
+            socket.subscribe(resource, interval)
+        else:
+            socket.stream_failed(resource, MSG_DEVICE_OFFLINE, 503)
         try:
             await socket.run()
         finally:

@@ -21,6 +21,7 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 25280
 DEFAULT_TCP_PORT: Final = 25204
 DEFAULT_TLS_PORT: Final = 25206
+DEFAULT_HTTPS_PORT: Final = 25243
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
 DEFAULT_KEEP_ALIVE: Final = 60.0
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
@@ -77,13 +78,15 @@ class ServerConfig:
 
     Ports: ``0`` picks a free port; ``None`` disables the listener. The TLS
     listener runs only when ``tls_port`` is set *and* ``tls_cert``/``tls_key``
-    are given.
+    are given; the HTTPS API listener (REST, app WebSockets, ``wss://.../iotmp``)
+    likewise on ``https_port``.
     """
 
     host: str = DEFAULT_HOST
     http_port: int | None = DEFAULT_HTTP_PORT
     tcp_port: int | None = DEFAULT_TCP_PORT
     tls_port: int | None = DEFAULT_TLS_PORT
+    https_port: int | None = DEFAULT_HTTPS_PORT
     tls_cert: str | None = None
     tls_key: str | None = None
     secret: str | None = None
@@ -104,6 +107,11 @@ class ServerConfig:
     def tls_enabled(self) -> bool:
         """Whether a TLS device listener should run."""
         return self.tls_port is not None and bool(self.tls_cert) and bool(self.tls_key)
+
+    @property
+    def https_enabled(self) -> bool:
+        """Whether the HTTPS API listener should run."""
+        return self.https_port is not None and bool(self.tls_cert) and bool(self.tls_key)
 
     def user(self, name: str) -> UserConfig | None:
         """Return the user called ``name``, if configured."""
@@ -129,6 +137,7 @@ _SCALAR_KEYS: Final[dict[str, tuple[type, ...]]] = {
     "http_port": (int, type(None)),
     "tcp_port": (int, type(None)),
     "tls_port": (int, type(None)),
+    "https_port": (int, type(None)),
     "tls_cert": (str, type(None)),
     "tls_key": (str, type(None)),
     "secret": (str, type(None)),
@@ -217,7 +226,7 @@ def parse_config(data: Any) -> ServerConfig:
 
 def validate(config: ServerConfig) -> ServerConfig:
     """Check cross-field rules; returns ``config`` unchanged when valid."""
-    for key in ("http_port", "tcp_port", "tls_port"):
+    for key in ("http_port", "tcp_port", "tls_port", "https_port"):
         port = getattr(config, key)
         if port is not None and not 0 <= port <= 65535:
             raise ConfigError(f"{key}: {port} is not a valid port")
@@ -358,6 +367,7 @@ def demo_config(
     tls_port: int | None = DEFAULT_TLS_PORT,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    https_port: int | None = DEFAULT_HTTPS_PORT,
 ) -> ServerConfig:
     """Build the demo server configuration (user ``demo`` and the demo devices)."""
     devices = []
@@ -371,6 +381,7 @@ def demo_config(
             http_port=http_port,
             tcp_port=tcp_port,
             tls_port=tls_port,
+            https_port=https_port,
             tls_cert=tls_cert,
             tls_key=tls_key,
             secret=demo_secrets.secret,
@@ -388,6 +399,7 @@ def demo_document(
     tcp_port: int | None,
     tls_port: int | None,
     token: str,
+    https_url: str | None = None,
 ) -> dict[str, Any]:
     """Build the JSON document ``--demo`` writes for other programs (devices, HA, curl)."""
     profiles = {device_id: profile for device_id, profile, _ in DEMO_DEVICES}
@@ -395,6 +407,8 @@ def demo_document(
         "http_url": http_url,
         "tcp_port": tcp_port,
     }
+    if https_url is not None:
+        document["https_url"] = https_url
     if tls_port is not None:
         document["tls_port"] = tls_port
     document.update(

@@ -29,6 +29,7 @@ from iotmp.protocol.errors import (
 )
 from iotmp.protocol.message import ABSENT
 
+from .access_log import USER_KEY
 from .auth import AuthError
 from .device_link import DeviceLink
 from .registry import DeviceState
@@ -112,7 +113,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason or "error")
+        response = error_response(exc.status, exc.reason or "error")
+        if "Allow" in exc.headers:  # 405 says which methods would do
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -147,6 +151,7 @@ def authorize(server: IotmpServer, request: web.Request, user: str) -> dict[str,
         claims = server.auth.verify_access_token(token)
     except AuthError as exc:
         raise_error(401, exc.message)
+    request[USER_KEY] = claims.get("usr")
     if claims.get("usr") != user:
         raise_error(403, "access token not valid for this user")
     return claims

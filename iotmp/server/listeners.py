@@ -5,7 +5,8 @@ failed logins from one address are answered progressively later, and the
 server closes the socket itself after an ERROR), then DESCRIBE of the whole
 device, then the device is marked online until its session ends (peer close,
 garbage, oversized frame, keep-alive timeout after ``ka * 1.15`` s of
-silence, or replacement by a newer connection of the same device).
+silence -- at least 75 s for a device that declared no ``ka`` -- or
+replacement by a newer connection of the same device).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,16 +24,19 @@ from iotmp.protocol.errors import (
     IotmpError,
 )
 from iotmp.protocol.limits import Limits
-from iotmp.protocol.session import Role, Session, SessionConfig
+from iotmp.protocol.session import KEEP_ALIVE_TIMEOUT_FACTOR, Role, Session, SessionConfig
 from iotmp.protocol.transport import (
+    WEBSOCKET_PROTOCOL,
     Transport,
     accept_websocket,
     server_ssl_context,
     server_transport,
 )
 
+from .byte_counter import CountingTransport
 from .device_link import DeviceLink, peer_host
 from .registry import DeviceState
+from .tls import format_peer, start_tls_stream
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -39,6 +44,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
+REFERENCE_KEEP_ALIVE = 60.0
+"""Seconds between the KEEP_ALIVEs of reference devices (hard-coded, never declared)."""
+KEEP_ALIVE_MARGIN = 6.0
+"""Slack on top of ``60 x 1.15`` for a late reference device (scheduling, network)."""
 _QUIET_REASONS = ("protocol error", "keep-alive timeout")  # the session logged these
 
 
@@ -53,6 +62,7 @@ class DeviceGateway:
         self._tls: asyncio.Server | None = None
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
+        self._tls_context: ssl.SSLContext | None = None
         self.closing = False
 
     # -- listeners -------------------------------------------------------------
@@ -67,14 +77,10 @@ class DeviceGateway:
             )
         if config.tls_enabled:
             assert config.tls_cert is not None and config.tls_port is not None
-            context = server_ssl_context(config.tls_cert, config.tls_key)
+            self._tls_context = server_ssl_context(config.tls_cert, config.tls_key)
+            # Accepted in the clear, TLS started by _on_tls_stream: failures get logged.
             self._tls = await asyncio.start_server(
-                self._on_stream,
-                config.host,
-                config.tls_port,
-                ssl=context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                reuse_address=True,
+                self._on_tls_stream, config.host, config.tls_port, reuse_address=True
             )
 
     @staticmethod
@@ -112,6 +118,14 @@ class DeviceGateway:
                         await listener.wait_closed()
         self._tcp = self._tls = None
 
+    async def _on_tls_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        report = self.server.handshake_log.failed
+        assert self._tls_context is not None
+        if await start_tls_stream(writer, self._tls_context, report, timeout=HANDSHAKE_TIMEOUT):
+            await self._on_stream(reader, writer)
+
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         transport = server_transport(reader, writer)
         try:
@@ -123,6 +137,15 @@ class DeviceGateway:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""
+        if not web.WebSocketResponse(protocols=(WEBSOCKET_PROTOCOL,)).can_prepare(request).ok:
+            self.server.handshake_log.failed(
+                format_peer(request.transport.get_extra_info("peername"))
+                if request.transport
+                else request.remote or "?",
+                "websocket",
+                f"{request.method} {request.path} without a WebSocket upgrade",
+            )
+            raise web.HTTPBadRequest(reason="a WebSocket upgrade is required")
         transport = await accept_websocket(
             request, max_msg_size=self.server.config.max_message_size + 64
         )
@@ -142,6 +165,9 @@ class DeviceGateway:
         config = self.server.config
         return SessionConfig(
             keep_alive=config.keep_alive,
+            # A device that declares no ka may be a reference device keeping to its 60 s.
+            min_timeout_without_ka=REFERENCE_KEEP_ALIVE * KEEP_ALIVE_TIMEOUT_FACTOR
+            + KEEP_ALIVE_MARGIN,
             request_timeout=config.request_timeout,
             handshake_timeout=HANDSHAKE_TIMEOUT,
             limits=Limits(max_message_size=config.max_message_size),
@@ -155,7 +181,7 @@ class DeviceGateway:
             return
         self._transports.add(transport)
         session = Session(
-            transport,
+            CountingTransport(transport),  # rx/tx bytes for the stats routes
             Role.SERVER,
             config=self._session_config(),
             name=f"device {transport.peer}",
@@ -179,13 +205,11 @@ class DeviceGateway:
             state = registry.authenticate(user, device, credential)
             if state is None:
                 delay = throttle.failure_delay(address)
-                _LOGGER.info(
-                    "device login refused: user %r device %r from %s (%d failures, delay %.1f s)",
-                    user,
-                    device,
+                self.server.handshake_log.failed(
                     address,
-                    throttle.failures(address),
-                    delay,
+                    "login refused",
+                    f"user {user!r} device {device!r} "
+                    f"({throttle.failures(address)} failures, delay {delay:.1f} s)",
                 )
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -199,7 +223,7 @@ class DeviceGateway:
         except AuthenticationError:
             return  # answered ERROR and closed by the session
         except IotmpError as exc:
-            _LOGGER.debug("%s: handshake failed: %r", transport.peer, exc)
+            self.server.handshake_log.failed(address, "connect", exc)
             return
         state = accepted[0]
         device_id = state.id

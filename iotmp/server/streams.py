@@ -4,13 +4,11 @@ Every application subscription (a resource WebSocket asking for ``resource`` at
 ``interval`` seconds) is a :class:`Subscription`. All subscriptions to the same
 device resource share ONE device stream whose interval is the greatest common
 divisor of theirs (milliseconds towards the device; 0 = pushes only). Each
-subscriber whose interval is the device stream's interval (the common case: one
-subscriber, or equal intervals) or 0 gets every sample, including the values the
-device pushes on change. A subscriber with a longer interval than the shared
-stream is served at its own rate: a sample is delivered when its interval has
-elapsed since its last delivery (half a device period of slack absorbs jitter).
-The first sample after a (re)subscription is always delivered: it is the
-device's stream echo.
+subscriber is then served at its own rate and gets each value once (rules in
+:class:`Subscription`): devices both sample periodically and push on change,
+and after a write both the device and the server's read-back report the new
+state, so the raw device stream carries repeats. The first sample after a
+(re)subscription is always delivered: it is the device's stream echo.
 
 The device stream is re-configured (STOP + START) when the subscriber set
 changes in a way that needs it, stopped when the last subscriber leaves,
@@ -27,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from iotmp.protocol.errors import IotmpError, RemoteError
+from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,11 +50,39 @@ LinkLookup = Callable[[str], StreamLink | None]
 """device id -> the device's live link, or None while it is offline."""
 
 
+_NOTHING: Any = object()
+
+DUPLICATE_WINDOW = 1.0
+"""Seconds within which an equal value is the same change arriving twice (the device's
+push and the server's read-back after a write, or a push and a sample in one tick)."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same type (``True`` is not ``1`` here)."""
+    return a is not _NOTHING and type(a) is type(b) and a == b
+
+
 class Subscription:
     """One application subscriber of one device resource.
 
-    ``deliver(resource, value)`` queues a data frame; ``fail(resource,
-    message)`` reports that the device refused the stream. Both must not block.
+    ``deliver(resource, value)`` queues a data frame; ``fail(resource, message,
+    status)`` reports that the device stream could not be opened (``status`` is
+    the HTTP-like status of the failure); ``gone(resource)`` that the device
+    disconnected. None of them may block.
+
+    What a subscriber gets (each value once, at its own rate):
+
+    * the stream echo right after (re)subscribing;
+    * interval 0: every change -- a value equal to the last one delivered is
+      dropped when the shared device stream samples periodically (another
+      subscriber asked for an interval) or when it comes within
+      :data:`DUPLICATE_WINDOW` of that delivery;
+    * interval N: at most one value per N seconds (less a small tolerance for
+      timer jitter). A value equal to the last one delivered is held back
+      briefly, so that a change pushed in the same tick wins over a sample that
+      repeats the previous value;
+    * a write's read-back (:meth:`StreamHub.push`) at once, unless the device
+      pushed that value already.
     """
 
     def __init__(
@@ -65,55 +91,103 @@ class Subscription:
         resource: str,
         interval: float,
         deliver: Callable[[str, Any], None],
-        fail: Callable[[str, str], None] | None = None,
+        fail: Callable[[str, str, int], None] | None = None,
+        *,
+        gone: Callable[[str], None] | None = None,
     ) -> None:
         self.device_id = device_id
         self.resource = resource
         self.interval = max(0.0, float(interval))
         self._deliver = deliver
         self._fail = fail
+        self._gone = gone
         self.pending_first = True
         self.last_delivery: float | None = None
+        self.last_value: Any = _NOTHING
         self.deliveries = 0
+        self.clock: Callable[[], float] = time.monotonic
+        self._held: Any = _NOTHING
+        self._held_timer: asyncio.TimerHandle | None = None
 
     @property
     def interval_ms(self) -> int:
         """The interval in whole milliseconds (what the device is asked for)."""
         return round(self.interval * 1000)
 
-    def offer(
-        self, value: Any, now: float, slack: float, stream_ms: int, *, force: bool = False
-    ) -> None:
-        """Deliver ``value`` if this subscriber is due (or ``force``).
+    @property
+    def tolerance(self) -> float:
+        """Seconds a sample may come early and still count for the next interval."""
+        return min(0.1 * self.interval, 0.25)
 
-        ``stream_ms`` is the shared device stream's interval: a subscriber that
-        asked for no less frequent samples than that gets every one (pushes too).
+    def _recent(self, now: float, window: float) -> bool:
+        return self.last_delivery is not None and now - self.last_delivery < window
+
+    def offer(self, value: Any, now: float, stream_ms: int, *, echo: bool = False) -> None:
+        """Deliver ``value`` if this subscriber wants it now (see the class docstring).
+
+        ``stream_ms`` is the shared device stream's interval (0 = pushes only);
+        ``echo`` marks the read-back of a write.
         """
-        due = (
-            force
-            or self.pending_first
-            or self.interval_ms <= stream_ms
-            or self.last_delivery is None
-            or now - self.last_delivery >= self.interval - slack
-        )
-        if not due:
-            return
-        if not force or self.pending_first:
-            self.last_delivery = now
+        if self.pending_first:
+            self._send(value, now)
+        elif echo or self.interval_ms == 0:
+            repeated = _same(value, self.last_value) and (
+                (stream_ms > 0 and not echo) or self._recent(now, DUPLICATE_WINDOW)
+            )
+            if not repeated:
+                self._send(value, now)
+        elif self._recent(now, self.interval - self.tolerance):
+            pass  # not due yet
+        elif _same(value, self.last_value):
+            self._hold(value)
+        else:
+            self._send(value, now)
+
+    def _hold(self, value: Any) -> None:
+        self._held = value
+        if self._held_timer is None:
+            grace = min(0.5 * self.interval, DUPLICATE_WINDOW)
+            self._held_timer = asyncio.get_running_loop().call_later(grace, self._release)
+
+    def _release(self) -> None:
+        self._held_timer = None
+        held, self._held = self._held, _NOTHING
+        if held is not _NOTHING:
+            self._send(held, self.clock())
+
+    def _send(self, value: Any, now: float) -> None:
+        self.cancel()
         self.pending_first = False
+        self.last_delivery = now
+        self.last_value = value
         self.deliveries += 1
         try:
             self._deliver(self.resource, value)
         except Exception:
             _LOGGER.exception("stream subscriber failed to take a frame")
 
-    def failed(self, message: str) -> None:
+    def cancel(self) -> None:
+        """Drop a held value (the subscription ends or a newer value went out)."""
+        self._held = _NOTHING
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+
+    def failed(self, message: str, status: int = 500) -> None:
         """Tell the subscriber the device stream could not be opened."""
         if self._fail is not None:
             try:
-                self._fail(self.resource, message)
+                self._fail(self.resource, message, status)
             except Exception:
                 _LOGGER.exception("stream subscriber failed to take an error")
+
+    def device_gone(self) -> None:
+        """Tell the subscriber the device disconnected."""
+        if self._gone is not None:
+            try:
+                self._gone(self.resource)
+            except Exception:
+                _LOGGER.exception("stream subscriber failed to take a disconnect")
 
 
 class ResourceStream:
@@ -205,16 +279,21 @@ class ResourceStream:
         try:
             handle = await link.start_stream(self.resource, interval_ms, on_data)
         except RemoteError as exc:
-            message = _remote_message(exc, "device refused the stream")
+            message, status = _remote_failure(exc)
             _LOGGER.debug("%s/%s: start stream: %s", self.device_id, self.resource, message)
             for sub in list(self.subscribers):
-                sub.failed(message)
+                sub.failed(message, status)
+            return
+        except RequestTimeoutError as exc:
+            _LOGGER.debug("%s/%s: start stream: %r", self.device_id, self.resource, exc)
+            for sub in list(self.subscribers):
+                sub.failed("device error: no answer to START_STREAM in time", 504)
             return
         except IotmpError as exc:
             _LOGGER.debug("%s/%s: start stream: %r", self.device_id, self.resource, exc)
             if not link.closed:
                 for sub in list(self.subscribers):
-                    sub.failed("device did not open the stream")
+                    sub.failed(f"device error: stream not opened ({exc})", 502)
             return
         holder.append(handle)
         self.handle = handle
@@ -225,21 +304,26 @@ class ResourceStream:
         for value in early:
             self._dispatch(value)
 
-    def _dispatch(self, value: Any, *, force: bool = False) -> None:
+    def _dispatch(self, value: Any, *, echo: bool = False) -> None:
         now = self.hub.clock()
         stream_ms = self.interval_ms or 0
-        slack = stream_ms / 2000.0
         for sub in list(self.subscribers):
-            sub.offer(value, now, slack, stream_ms, force=force)
+            sub.offer(value, now, stream_ms, echo=echo)
 
 
-def _remote_message(exc: RemoteError, default: str) -> str:
+def _remote_failure(exc: RemoteError) -> tuple[str, int]:
+    """Message and HTTP-like status of a device's ERROR answer to START_STREAM."""
+    code = exc.code
+    status = (
+        code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 500
+    )
     payload = exc.payload
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return str(payload["error"])
+        return f"device error: {payload['error']}", status
     if isinstance(payload, str) and payload:
-        return payload
-    return default
+        return f"device error: {payload}", status
+    suffix = f" (code {code})" if isinstance(code, int) and not isinstance(code, bool) else ""
+    return f"device error: the device refused to stream this resource{suffix}", status
 
 
 class StreamHub:
@@ -265,6 +349,8 @@ class StreamHub:
             self._streams[key] = stream
         if sub not in stream.subscribers:
             stream.subscribers.append(sub)
+        sub.clock = self.clock
+        sub.cancel()
         sub.pending_first = True
         stream.schedule(restart=True)
 
@@ -274,6 +360,7 @@ class StreamHub:
         if stream is None or sub not in stream.subscribers:
             return
         stream.subscribers.remove(sub)
+        sub.cancel()
         stream.schedule()
 
     def has_subscribers(self, device_id: str, resource: str) -> bool:
@@ -282,10 +369,10 @@ class StreamHub:
         return stream is not None and bool(stream.subscribers)
 
     def push(self, device_id: str, resource: str, value: Any) -> None:
-        """Send ``value`` to every subscriber of the resource now (write echo)."""
+        """Offer a write's read-back ``value`` to every subscriber (once each)."""
         stream = self._streams.get((device_id, resource))
         if stream is not None:
-            stream._dispatch(value, force=True)
+            stream._dispatch(value, echo=True)
 
     def device_connected(self, device_id: str) -> None:
         """Start the device streams of every subscribed resource of the device."""
@@ -297,10 +384,12 @@ class StreamHub:
                 stream.schedule(restart=True)
 
     def device_disconnected(self, device_id: str) -> None:
-        """Forget the device streams of the device (subscriptions stay)."""
+        """Forget the device streams of the device (subscriptions stay, and are told)."""
         for (dev, _), stream in list(self._streams.items()):
             if dev == device_id:
                 stream.forget_device_stream()
+                for sub in list(stream.subscribers):
+                    sub.device_gone()
 
     def _drop(self, stream: ResourceStream) -> None:
         key = (stream.device_id, stream.resource)

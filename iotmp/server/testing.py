@@ -7,6 +7,7 @@ async with run_test_server(devices=[TestDevice("lamp", credential="pw", name="De
                            user="alice", request_timeout=2.0, keep_alive=60) as server:
     server.http_url          # "http://127.0.0.1:<port>" (REST, app WebSockets, /iotmp)
     server.tcp_port          # IOTMP TCP listener on 127.0.0.1
+    server.https_url         # "https://127.0.0.1:<port>" with tls_cert/tls_key, else None
     server.user, server.password, server.token
     server.issue_token(expires_in=None) -> str
     server.revoke_token(token)
@@ -76,6 +77,11 @@ class TestServer:
     def http_url(self) -> str:
         """``http://127.0.0.1:<port>``."""
         return self.server.http_url
+
+    @property
+    def https_url(self) -> str | None:
+        """``https://127.0.0.1:<port>`` (when started with a certificate)."""
+        return self.server.https_url
 
     @property
     def ws_url(self) -> str:
@@ -184,7 +190,7 @@ async def run_test_server(
 
     ``overrides`` are further :class:`~iotmp.server.config.ServerConfig` fields
     (``websocket_frames="legacy"``, ``max_body_bytes=...``, ``login_delay=...``).
-    With ``tls_cert``/``tls_key`` a TLS device listener runs too.
+    With ``tls_cert``/``tls_key`` a TLS device listener and the HTTPS API run too.
     """
     password = password or secrets.token_urlsafe(9)
     device_configs = tuple(d.to_config(user) if isinstance(d, TestDevice) else d for d in devices)
@@ -195,6 +201,7 @@ async def run_test_server(
         http_port=0,
         tcp_port=0,
         tls_port=0 if tls_cert else None,
+        https_port=0 if tls_cert else None,
         tls_cert=tls_cert,
         tls_key=tls_key,
         secret=secrets.token_urlsafe(32),

@@ -115,8 +115,8 @@ async def test_hub_gcd_rates_and_lifecycle() -> None:
     await hub.close()
 
 
-async def test_lone_subscriber_gets_device_pushes_at_once() -> None:
-    """One subscriber at 30 s: the device's on-change pushes are not held back."""
+async def test_lone_subscriber_gets_one_value_per_interval() -> None:
+    """One subscriber at 30 s: pushes inside the interval are not passed on (issue 9)."""
     link = FakeLink()
     clock = [0.0]
     hub = StreamHub(lambda device_id: link, clock=lambda: clock[0])
@@ -127,7 +127,12 @@ async def test_lone_subscriber_gets_device_pushes_at_once() -> None:
     for second in (1, 2, 3):  # pushes a second apart, well inside the 30 s interval
         clock[0] = float(second)
         link.emit(second)
-    assert got == ["echo", 1, 2, 3]
+    assert got == ["echo"]
+    clock[0] = 30.0
+    link.emit(30)  # the interval is over: the next value goes out
+    clock[0] = 31.0
+    link.emit(31)
+    assert got == ["echo", 30]
     await hub.close()
 
 

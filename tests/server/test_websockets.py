@@ -278,8 +278,14 @@ async def test_keep_alive_timeout_gives_disconnect_event(http: aiohttp.ClientSes
             await _frame(ws)
             peer = await RawPeer.open(server.tcp_port)
             try:
-                await peer.send_hex(
-                    "03 1b 1a e3 85 616c696365 87 72656664657631 86 733363726574 08 e7 8a 01"
+                # A declared ka is honoured (undeclared means at least 75 s: reference devices).
+                await peer.send(
+                    Message.build(
+                        MessageType.CONNECT,
+                        stream_id=1,
+                        parameters={"ka": 0.4},
+                        payload=["alice", "refdev1", "s3cret"],
+                    )
                 )
                 assert (await peer.receive()).type == 1  # OK
                 describe = await peer.receive()
