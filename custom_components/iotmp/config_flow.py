@@ -47,6 +47,12 @@ from iotmp.client import (
     IotmpForbiddenError,
     normalize_base_url,
 )
+from iotmp.ha_mapping import (
+    ResourceOverride,
+    device_classes_for,
+    map_resource_with_notes,
+    valid_platforms,
+)
 
 from .const import (
     AUTH_PASSWORD,
@@ -71,12 +77,6 @@ from .const import (
     MIN_UPDATE_INTERVAL,
 )
 from .coordinator import IotmpConfigEntry, IotmpManager
-from iotmp.ha_mapping import (
-    ResourceOverride,
-    device_classes_for,
-    map_resource_with_notes,
-    valid_platforms,
-)
 
 CONF_DEVICE = "device"
 CONF_INTERVAL = "interval"

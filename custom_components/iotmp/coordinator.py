@@ -49,6 +49,7 @@ from iotmp.client import (
     IotmpRequestError,
     ResourceInfo,
 )
+from iotmp.ha_mapping import EntitySpec, ResourceOverride, map_device
 from iotmp.protocol.message import ABSENT
 
 from .const import (
@@ -72,7 +73,6 @@ from .const import (
     ONLINE_STATES,
     STORAGE_VERSION,
 )
-from iotmp.ha_mapping import EntitySpec, ResourceOverride, map_device
 
 type IotmpConfigEntry = ConfigEntry[IotmpRuntimeData]
 type EntityFactory = Callable[[IotmpManager, str, EntitySpec], Entity]
