@@ -42,9 +42,7 @@ devices = Table(
     "devices",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column(
-        "user", String(64), ForeignKey("users.name", ondelete="CASCADE"), nullable=False
-    ),
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False, default=""),
     Column("description", String(255), nullable=False, default=""),
     Column("type", String(16), nullable=False, default="Generic"),
@@ -102,4 +100,3 @@ __all__ = [
     "used_refresh_tokens",
     "users",
 ]
-
