@@ -10,11 +10,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ..config import ConfigError
+
 SQLITE_FILE: Final = "iotmp.db"
 
 
-class StorageConfigError(ValueError):
-    """The ``database`` setting cannot be used."""
+class StorageConfigError(ConfigError):
+    """The ``database`` setting cannot be used, or the database cannot be opened."""
 
 
 def database_url(database: str | None, data_dir: Path) -> str:

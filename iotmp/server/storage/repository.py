@@ -8,11 +8,11 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import schema
-from .engine import create_engine, redacted
+from .engine import StorageConfigError, create_engine, redacted
 from .migrate import upgrade
 from .records import Revocation, StoredDevice, StoredToken, StoredUser
 
@@ -36,11 +36,18 @@ class Storage:
     @classmethod
     async def open(cls, url: str) -> Storage:
         """Connect to ``url`` and run the migrations."""
-        engine = create_engine(url)
+        try:
+            engine = create_engine(url)
+        except (SQLAlchemyError, OSError, ImportError) as exc:
+            raise StorageConfigError(f"cannot use database {redacted(url)}: {exc}") from exc
         try:
             await upgrade(engine)
-        except BaseException:
+        except BaseException as exc:
             await engine.dispose()
+            if isinstance(exc, SQLAlchemyError | OSError):
+                raise StorageConfigError(
+                    f"cannot open database {redacted(url)}: {exc}"
+                ) from exc
             raise
         return cls(engine, url)
 
