@@ -91,7 +91,9 @@ def pg_cluster() -> Iterator[PgCluster]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    # The durability under test is the server process's (kill -9), not the OS's: no fsync.
+    options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data)]
     subprocess.run(
         [*pg_ctl, "-o", options, "-l", str(root / "log"), "-w", "start"],

@@ -111,25 +111,32 @@ async def test_device_changes_of_credential(
     await session.close("done")
 
 
-@pytest.mark.parametrize(
-    ("body", "why"),
-    [
-        ({"credentials": "long-enough"}, "no id"),
-        ({"device": "bad id!", "credentials": "long-enough"}, "bad id"),
-        ({"device": "d1"}, "no credentials"),
-        ({"device": "d1", "credentials": "short"}, "credentials too short"),
-        ({"device": "d1", "credentials": "long-enough", "type": "Zigbee"}, "bad type"),
-        ({"device": "d1", "credentials": "long-enough", "colour": "red"}, "unknown key"),
-        ({"device": "d1", "credentials": "long-enough", "enabled": "yes"}, "bad enabled"),
-        (["d1"], "not an object"),
-    ],
-)
+BAD_DEVICE_BODIES: list[tuple[Any, str]] = [
+    ({"credentials": "long-enough"}, "no id"),
+    ({"device": "bad id!", "credentials": "long-enough"}, "bad id"),
+    ({"device": "d1"}, "no credentials"),
+    ({"device": "d1", "credentials": "short"}, "credentials too short"),
+    ({"device": "d1", "credentials": "long-enough", "type": "Zigbee"}, "bad type"),
+    ({"device": "d1", "credentials": "long-enough", "colour": "red"}, "unknown key"),
+    ({"device": "d1", "credentials": "long-enough", "enabled": "yes"}, "bad enabled"),
+    (["d1"], "not an object"),
+]
+
+
 async def test_device_create_refuses_bad_bodies(
-    server: TestServer, http: aiohttp.ClientSession, body: Any, why: str
+    server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    status, answer = await call(http, server, "POST", "/v1/users/alice/devices", body)
-    assert_error(status, answer, 400)
-    assert server.server.registry.get("d1") is None, why
+    for body, why in BAD_DEVICE_BODIES:
+        status, answer = await call(http, server, "POST", "/v1/users/alice/devices", body)
+        assert status == 400, why
+        assert_error(status, answer, 400)
+        assert server.server.registry.get("d1") is None, why
+    async with http.post(
+        server.http_url + "/v1/users/alice/devices",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {server.token}"},
+    ) as resp:
+        assert resp.status == 400
 
 
 async def test_http_device_needs_no_credentials(
