@@ -46,7 +46,7 @@ Write = Callable[[Storage], Awaitable[Any]]
 
 
 def storage_url(config: ServerConfig) -> str:
-    """The database URL a configuration selects."""
+    """Return the database URL a configuration selects."""
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     return database_url(config.database, data_dir)
 
@@ -332,7 +332,7 @@ class Accounts:
     # -- tokens --------------------------------------------------------------------
 
     def issue_token(self, user: str, *, expires_in: float | None, jti: str | None) -> str:
-        """A token for the server's own use (demo, tests): full access.
+        """Issue a full-access token for the server's own use (demo, tests).
 
         With ``jti`` the same stored token is reused (the demo's token survives
         restarts); ``expires_in`` makes an unstored, expiring token.

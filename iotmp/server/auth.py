@@ -53,7 +53,7 @@ class AuthError(Exception):
 
 
 def signing_key(secret: str | bytes) -> bytes:
-    """The HMAC key for a server secret (32 bytes whatever the secret's length)."""
+    """Derive the HMAC key for a server secret (32 bytes whatever the secret's length)."""
     raw = secret.encode("utf-8") if isinstance(secret, str) else secret
     return hmac.new(b"iotmp-jwt-hs256", raw, hashlib.sha256).digest()
 
@@ -176,15 +176,15 @@ class TokenAuthority:
         self._revoked.add((user, token_id))
 
     def stored_token(self, user: str, token_id: str) -> StoredToken | None:
-        """The cached stored token ``token_id`` of ``user``."""
+        """Return the cached stored token ``token_id`` of ``user``."""
         return self._tokens.get((user, token_id))
 
     def stored_tokens(self, user: str) -> list[StoredToken]:
-        """The user's stored tokens, oldest first."""
+        """Return the user's stored tokens, oldest first."""
         return [t for (u, _), t in self._tokens.items() if u == user]
 
     def token_record(self, claims: dict[str, Any]) -> StoredToken | None:
-        """The stored token verified ``claims`` belong to (None for session tokens)."""
+        """Return the stored token verified ``claims`` belong to (None for session tokens)."""
         user, jti = claims.get("usr"), claims.get("jti")
         if not isinstance(user, str) or not isinstance(jti, str):
             return None
@@ -193,7 +193,7 @@ class TokenAuthority:
     # -- issuing -------------------------------------------------------------
 
     def sign_stored_token(self, token: StoredToken) -> str:
-        """The JWT of a stored token (the same every time: it holds no issue time)."""
+        """Sign the JWT of a stored token (the same every time: it holds no issue time)."""
         claims: dict[str, Any] = {"jti": token.id}
         if token.device is not None:
             claims["dev"] = token.device
@@ -341,7 +341,7 @@ class TokenAuthority:
 
 
 def new_stored_token(user: str, token_id: str, **fields: Any) -> StoredToken:
-    """A stored token with a fresh nonce (not yet written)."""
+    """Make a stored token with a fresh nonce (not yet written)."""
     return replace(StoredToken(user=user, id=token_id, nonce=secrets.token_hex(8)), **fields)
 
 

@@ -83,7 +83,7 @@ _ITEM_ACTIONS: Final = {"GET": "Read", "PUT": "Update", "DELETE": "Delete", "POS
 
 
 def request_scope(request: web.Request) -> Scope | None:
-    """The scope of a request on a device or token route (None for other routes)."""
+    """Return the scope of a request on a device or token route (None for other routes)."""
     info = request.match_info
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)

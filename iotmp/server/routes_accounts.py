@@ -388,7 +388,7 @@ class AccountRoutes:
         return empty_response()
 
     def routes(self) -> list[web.RouteDef]:
-        """The routes, to go before any ``/devices/{device}/{resource}`` catch-all."""
+        """Return the routes, to go before any ``/devices/{device}/{resource}`` catch-all."""
         devices = "/v1/users/{user}/devices"
         device = devices + "/{device}"
         tokens = "/v1/users/{user}/tokens"

@@ -16,9 +16,7 @@ BASELINE = "0001_baseline"
 # Made with make_baseline() below by the first release's migration, kept as a file so
 # that a later schema change is tested against a database written back then.
 BASELINE_FILE = Path(__file__).parent / "data" / "baseline-0001.db"
-ALICE_HASH = (
-    "scrypt$14$8$1$ZF3xvLRn0Y0JL7b1T9qCkA==$6Q2hHxq0rJ8yH9w6n3wMbH1u0W0lQ4i6m1mY2yJx3h0="
-)
+ALICE_HASH = "scrypt$14$8$1$ZF3xvLRn0Y0JL7b1T9qCkA==$6Q2hHxq0rJ8yH9w6n3wMbH1u0W0lQ4i6m1mY2yJx3h0="
 
 
 async def make_baseline(url: str, password_hash: str) -> None:
@@ -41,7 +39,7 @@ async def make_baseline(url: str, password_hash: str) -> None:
             await conn.execute(
                 text(
                     "INSERT INTO access_tokens VALUES ('alice', 'ha', NULL, 'HA', '', true,"
-                    " '{\"Device\": {\"*\": \"*\"}}', NULL, NULL, 'n1', 1, 1, NULL)"
+                    ' \'{"Device": {"*": "*"}}\', NULL, NULL, \'n1\', 1, 1, NULL)'
                 )
             )
             await conn.execute(text("INSERT INTO revocations VALUES ('alice', 'old', 1, NULL)"))

@@ -239,8 +239,12 @@ async def test_token_of_one_device_cannot_reach_another(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     server.add_device(TestDevice("other", credential="other-pw"))
-    body = {"token": "lamp_only", "name": "lamp", "enabled": True,
-            "allow": {"Device": {"lamp": "*"}}}
+    body = {
+        "token": "lamp_only",
+        "name": "lamp",
+        "enabled": True,
+        "allow": {"Device": {"lamp": "*"}},
+    }
     status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
     token = created["access_token"]
@@ -255,8 +259,13 @@ async def test_token_of_one_device_cannot_reach_another(
         status, answer = await call(http, server, "GET", path, token=token)
         assert_error(status, answer, 403)
     # a deny entry wins over the allow
-    body = {"token": "no_delete", "name": "x", "enabled": True,
-            "allow": {"*": {"*": "*"}}, "deny": {"Device": {"lamp": ["DeleteDevice"]}}}
+    body = {
+        "token": "no_delete",
+        "name": "x",
+        "enabled": True,
+        "allow": {"*": {"*": "*"}},
+        "deny": {"Device": {"lamp": ["DeleteDevice"]}},
+    }
     status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
     status, answer = await call(
         http, server, "DELETE", "/v1/users/alice/devices/lamp", token=created["access_token"]
@@ -265,9 +274,7 @@ async def test_token_of_one_device_cannot_reach_another(
     assert server.server.registry.get("lamp") is not None
 
 
-async def test_token_expiry_and_bad_bodies(
-    server: TestServer, http: aiohttp.ClientSession
-) -> None:
+async def test_token_expiry_and_bad_bodies(server: TestServer, http: aiohttp.ClientSession) -> None:
     body = {"token": "past", "name": "p", "enabled": True, "expire": 1_000_000_000_000}
     status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
@@ -299,18 +306,14 @@ async def test_a_user_revokes_only_own_tokens(
     # ... and under bob's user: 403
     status, answer = await call(http, server, "DELETE", "/v1/users/bob/tokens/shared_name")
     assert_error(status, answer, 403)
-    status, _ = await call(
-        http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"]
-    )
+    status, _ = await call(http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"])
     assert status == 200
     # alice may have a token of the same id; deleting it leaves bob's alone
     status, _ = await call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
     status, _ = await call(http, server, "DELETE", "/v1/users/alice/tokens/shared_name")
     assert status == 200
-    status, _ = await call(
-        http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"]
-    )
+    status, _ = await call(http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"])
     assert status == 200
 
 
@@ -330,8 +333,11 @@ async def test_device_tokens(server: TestServer, http: aiohttp.ClientSession) ->
     # the device token reaches its device only, and is not a user access token
     status, _ = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
     assert status == 200
-    for path in ("/v1/users/alice/devices/other", "/v1/users/alice/devices",
-                 "/v1/users/alice/tokens"):
+    for path in (
+        "/v1/users/alice/devices/other",
+        "/v1/users/alice/devices",
+        "/v1/users/alice/tokens",
+    ):
         status, answer = await call(http, server, "GET", path, token=token)
         assert_error(status, answer, 403)
     status, answer = await call(http, server, "GET", "/v1/users/alice/tokens/" + created["token"])

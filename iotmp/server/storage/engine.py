@@ -20,7 +20,7 @@ class StorageConfigError(ConfigError):
 
 
 def database_url(database: str | None, data_dir: Path) -> str:
-    """The SQLAlchemy async URL for the ``database`` setting.
+    """Return the SQLAlchemy async URL for the ``database`` setting.
 
     None -> ``sqlite+aiosqlite:///<data_dir>/iotmp.db``; ``postgresql://`` and
     ``postgres://`` -> ``postgresql+asyncpg://``; ``sqlite:///`` ->
@@ -42,7 +42,7 @@ def database_url(database: str | None, data_dir: Path) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with its password hidden (for logs and errors)."""
+    """Return the URL with its password hidden (for logs and errors)."""
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -75,7 +75,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; a SQLite file is created 0600 beforehand."""
+    """Create an async engine for ``url``; a SQLite file is created 0600 beforehand."""
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path is not None:

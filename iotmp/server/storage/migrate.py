@@ -36,15 +36,17 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 
 def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    revision: str | None = MigrationContext.configure(connection).get_current_revision()
+    return revision
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at (None for an empty database)."""
+    """Return the revision the database is at (None for an empty database)."""
     async with engine.connect() as connection:
         return await connection.run_sync(_current)
 
 
 def head_revision() -> str | None:
-    """The newest shipped revision."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """Return the newest shipped revision."""
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head

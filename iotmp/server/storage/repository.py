@@ -45,9 +45,7 @@ class Storage:
         except BaseException as exc:
             await engine.dispose()
             if isinstance(exc, SQLAlchemyError | OSError):
-                raise StorageConfigError(
-                    f"cannot open database {redacted(url)}: {exc}"
-                ) from exc
+                raise StorageConfigError(f"cannot open database {redacted(url)}: {exc}") from exc
             raise
         return cls(engine, url)
 
