@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,29 +25,26 @@ from .auth import FULL_ACCESS_TOKEN_NAME, new_stored_token
 from .config import DeviceConfig, ServerConfig, UserConfig, default_data_dir
 from .permissions import FULL_ACCESS
 from .registry import DeviceState
-from .storage import (
-    AlreadyExistsError,
-    Revocation,
-    Storage,
-    StoredDevice,
-    StoredToken,
-    database_url,
-    hash_secret_async,
-    now_ms,
-    redacted,
-    verify_secret_async,
-)
+from .storage.hashing import hash_secret_async, verify_secret_async
+from .storage.records import AlreadyExistsError, Revocation, StoredDevice, StoredToken
 
 if TYPE_CHECKING:
     from .app import IotmpServer
+    from .storage.repository import Storage
 
 _LOGGER = logging.getLogger(__name__)
 
-Write = Callable[[Storage], Awaitable[Any]]
+Write = Callable[["Storage"], Awaitable[Any]]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def storage_url(config: ServerConfig) -> str:
     """Return the database URL a configuration selects."""
+    from .storage.engine import database_url  # noqa: PLC0415 - loads SQLAlchemy
+
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     return database_url(config.database, data_dir)
 
@@ -79,6 +77,10 @@ class Accounts:
         """Open the database, seed it from the configuration, load the caches."""
         if self.storage is not None:
             return
+        # SQLAlchemy is loaded here, not when the server module is imported.
+        from .storage.engine import redacted  # noqa: PLC0415
+        from .storage.repository import Storage  # noqa: PLC0415
+
         url = storage_url(self.server.config)
         storage = await Storage.open(url)
         try:
@@ -344,7 +346,7 @@ class Accounts:
         stored = auth.stored_token(user, token_id)
         if stored is None:
             stored = new_stored_token(
-                user, token_id, name=FULL_ACCESS_TOKEN_NAME, allow=FULL_ACCESS, created=now_ms()
+                user, token_id, name=FULL_ACCESS_TOKEN_NAME, allow=FULL_ACCESS, created=_now_ms()
             )
             auth.put_token(stored)
             token = stored

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import jwt
 
-from .storage import Revocation, StoredToken
+from .storage.records import Revocation, StoredToken
 
 _ALGORITHM: Final = "HS256"
 _MAX_TOKEN_LENGTH: Final = 8192

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .storage import StoredToken
+from .storage.records import StoredToken
 
 FULL_ACCESS: Final[dict[str, Any]] = {"*": {"*": "*"}}
 DEVICE_TOKEN_ACTIONS: Final = ("AccessDeviceResources", "ReadDeviceStatus")

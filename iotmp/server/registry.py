@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import DeviceConfig
-from .storage import verify_secret_async
+from .storage.hashing import verify_secret_async
 
 if TYPE_CHECKING:
     from .device_link import DeviceLink

@@ -23,7 +23,7 @@ from .config import DEVICE_ID_RE, DEVICE_TYPES
 from .http_api import authorize, empty_response, json_response, raise_error, read_json_body
 from .permissions import FULL_ACCESS
 from .registry import DeviceState
-from .storage import AlreadyExistsError, StoredDevice, StoredToken
+from .storage.records import AlreadyExistsError, StoredDevice, StoredToken
 
 if TYPE_CHECKING:
     from .app import IotmpServer

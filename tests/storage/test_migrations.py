@@ -8,9 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from iotmp.server.storage import Storage, database_url, verify_secret
-from iotmp.server.storage.engine import create_engine
+from iotmp.server.storage.engine import create_engine, database_url
+from iotmp.server.storage.hashing import verify_secret
 from iotmp.server.storage.migrate import current_revision, head_revision, upgrade
+from iotmp.server.storage.repository import Storage
 
 BASELINE = "0001_baseline"
 # Made with make_baseline() below by the first release's migration, kept as a file so

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class AlreadyExistsError(Exception):
+    """An insert collided with an existing primary key."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredUser:
     """A row of ``users``."""

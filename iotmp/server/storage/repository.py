@@ -14,15 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import schema
 from .engine import StorageConfigError, create_engine, redacted
 from .migrate import upgrade
-from .records import Revocation, StoredDevice, StoredToken, StoredUser
-
-
-class AlreadyExistsError(Exception):
-    """An insert collided with an existing primary key."""
+from .records import AlreadyExistsError, Revocation, StoredDevice, StoredToken, StoredUser
 
 
 def now_ms() -> int:
-    """Milliseconds since the epoch."""
+    """Return milliseconds since the epoch."""
     return int(time.time() * 1000)
 
 
