@@ -67,6 +67,8 @@ async def _check_upgraded(url: str) -> None:
         assert token is not None
         assert token.allow == {"Device": {"*": "*"}}
         assert [(r.user, r.jti) for r in await storage.revocations()] == [("alice", "old")]
+        assert await storage.is_revoked("alice", "old")
+        assert not await storage.is_revoked("bob", "old")
         assert await storage.refresh_token_used("r1")
         assert not await storage.use_refresh_token("r1", "alice", 99999999999999)
     finally:

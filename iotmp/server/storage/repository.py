@@ -236,6 +236,17 @@ class Storage:
             rows = (await conn.execute(select(table))).mappings().all()
         return [Revocation(**row) for row in rows]
 
+    async def is_revoked(self, user: str, jti: str) -> bool:
+        """Whether the user's token id (or any user's, ``*``) is revoked (uncached read)."""
+        table = schema.revocations
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(table.c.jti).where(table.c.user.in_((user, "*")), table.c.jti == jti)
+                )
+            ).first()
+        return row is not None
+
     async def revoke(self, revocation: Revocation) -> None:
         """Record a revocation (idempotent)."""
         async with self.engine.begin() as conn:
