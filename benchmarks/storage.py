@@ -106,10 +106,6 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-async def _rounds(rounds: int, one_round: Callable[[int], Awaitable[float]]) -> float:
-    return statistics.median([await one_round(r) for r in range(rounds)])
-
-
 def _config(database: str | None, data_dir: str) -> ServerConfig:
     return ServerConfig(
         host="127.0.0.1",
@@ -123,100 +119,120 @@ def _config(database: str | None, data_dir: str) -> ServerConfig:
     )
 
 
-async def bench_memory(args: argparse.Namespace) -> dict[str, float]:
-    async def never(_u: str, _p: str) -> bool:
-        return False
+Round = Callable[[int], Awaitable[float]]
 
-    auth = TokenAuthority(
-        "bench-secret",
-        server_name="bench",
-        known_user={"alice"}.__contains__,
-        check_password=never,
-    )
-    stored = new_stored_token("alice", "bench", allow=FULL_ACCESS)
-    auth.put_token(stored)
-    token = auth.sign_stored_token(stored)
 
-    async def checks(_r: int) -> float:
+class MemoryBackend:
+    """The in-memory baseline: a TokenAuthority fed from memory, a bare DeviceRegistry."""
+
+    name = "memory"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        async def never(_u: str, _p: str) -> bool:
+            return False
+
+        self.args = args
+        self.auth = TokenAuthority(
+            "bench-secret",
+            server_name="bench",
+            known_user={"alice"}.__contains__,
+            check_password=never,
+        )
+        stored = new_stored_token("alice", "bench", allow=FULL_ACCESS)
+        self.auth.put_token(stored)
+        self.token = self.auth.sign_stored_token(stored)
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def check(self, _r: int) -> float:
         started = time.perf_counter()
-        for _ in range(args.tokens):
-            claims = auth.verify_access_token(token)
-            record = auth.token_record(claims)
+        for _ in range(self.args.tokens):
+            claims = self.auth.verify_access_token(self.token)
+            record = self.auth.token_record(claims)
             assert record is not None and permits(record, SCOPE)
-        return _rate(args.tokens, time.perf_counter() - started)
+        return _rate(self.args.tokens, time.perf_counter() - started)
 
-    async def creates(r: int) -> float:
+    check_db = check
+
+    async def insert(self, r: int) -> float:
         registry = DeviceRegistry()
         started = time.perf_counter()
-        for i in range(args.devices):
+        for i in range(self.args.devices):
             registry.add(DeviceConfig(id=f"m{r}-{i}", user="alice", credential="secret-pw"))
-        return _rate(args.devices, time.perf_counter() - started)
+        return _rate(self.args.devices, time.perf_counter() - started)
 
-    rate = await _rounds(args.rounds, checks)
-    create = await _rounds(args.rounds, creates)
-    return {"check": rate, "check_db": rate, "insert": create, "create": create}
+    create = insert
 
 
-async def bench_storage(database: str | None, args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="iotmp-bench-") as scratch:
-        server = IotmpServer(_config(database, scratch))
-        await server.start()
-        try:
-            storage = server.accounts.storage
-            assert storage is not None
-            stored = await server.accounts.create_token(
-                new_stored_token("alice", f"bench{secrets.token_hex(3)}", allow=FULL_ACCESS)
+class StorageBackend(MemoryBackend):
+    """A started IotmpServer (no listeners) on SQLite or PostgreSQL."""
+
+    def __init__(self, name: str, database: str | None, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.name = name
+        self.database = database
+        self.scratch = tempfile.TemporaryDirectory(prefix="iotmp-bench-")
+        self.server = IotmpServer(_config(database, self.scratch.name))
+        self.ready_hash = hash_secret("secret-pw")
+
+    async def open(self) -> StorageBackend:
+        await self.server.start()
+        stored = await self.server.accounts.create_token(
+            new_stored_token("alice", "bench", allow=FULL_ACCESS)
+        )
+        self.auth = self.server.auth
+        self.token = self.auth.sign_stored_token(stored)
+        return self
+
+    async def close(self) -> None:
+        await self.server.stop()
+        self.scratch.cleanup()
+
+    @property
+    def storage(self) -> Any:
+        return self.server.accounts.storage
+
+    async def check_db(self, _r: int) -> float:
+        count = max(1, self.args.tokens // 50)
+        started = time.perf_counter()
+        for _ in range(count):
+            claims = self.auth.verify_access_token(self.token)
+            record = await self.storage.token(claims["usr"], claims["jti"])
+            assert not await self.storage.is_revoked(claims["usr"], claims["jti"])
+            assert record is not None and permits(record, SCOPE)
+        return _rate(count, time.perf_counter() - started)
+
+    async def insert(self, r: int) -> float:
+        started = time.perf_counter()
+        for i in range(self.args.devices):
+            await self.storage.create_device(
+                StoredDevice(id=f"i{r}-{i}", user="alice", credential_hash=self.ready_hash)
             )
-            token = server.auth.sign_stored_token(stored)
-            auth = server.auth
+        return _rate(self.args.devices, time.perf_counter() - started)
 
-            async def checks(_r: int) -> float:
-                started = time.perf_counter()
-                for _ in range(args.tokens):
-                    claims = auth.verify_access_token(token)
-                    record = auth.token_record(claims)
-                    assert record is not None and permits(record, SCOPE)
-                return _rate(args.tokens, time.perf_counter() - started)
+    async def create(self, r: int) -> float:
+        count = max(1, self.args.devices // 10)
+        started = time.perf_counter()
+        for i in range(count):
+            await self.server.accounts.create_device(
+                StoredDevice(id=f"c{r}-{i}", user="alice"), "secret-pw"
+            )
+        return _rate(count, time.perf_counter() - started)
 
-            count_db = max(1, args.tokens // 20)
 
-            async def checks_db(_r: int) -> float:
-                started = time.perf_counter()
-                for _ in range(count_db):
-                    claims = auth.verify_access_token(token)
-                    record = await storage.token(claims["usr"], claims["jti"])
-                    assert not await storage.is_revoked(claims["usr"], claims["jti"])
-                    assert record is not None and permits(record, SCOPE)
-                return _rate(count_db, time.perf_counter() - started)
-
-            ready_hash = hash_secret("secret-pw")
-
-            async def inserts(r: int) -> float:
-                started = time.perf_counter()
-                for i in range(args.devices):
-                    await storage.create_device(
-                        StoredDevice(id=f"i{r}-{i}", user="alice", credential_hash=ready_hash)
-                    )
-                return _rate(args.devices, time.perf_counter() - started)
-
-            count_create = max(1, args.devices // 10)
-
-            async def creates(r: int) -> float:
-                started = time.perf_counter()
-                for i in range(count_create):
-                    await server.accounts.create_device(
-                        StoredDevice(id=f"c{r}-{i}", user="alice"), "secret-pw"
-                    )
-                return _rate(count_create, time.perf_counter() - started)
-
-            return {
-                "check": await _rounds(args.rounds, checks),
-                "check_db": await _rounds(args.rounds, checks_db),
-                "insert": await _rounds(args.rounds, inserts),
-                "create": await _rounds(args.rounds, creates),
-            }
-        finally:
-            await server.stop()
+async def measure(backends: list[MemoryBackend], rounds: int) -> dict[str, dict[str, float]]:
+    """Medians per backend and operation; the rounds of all backends interleave."""
+    samples: dict[str, dict[str, list[float]]] = {b.name: {} for b in backends}
+    for key in LABELS:
+        for r in range(rounds):
+            for backend in backends:
+                rate = await getattr(backend, key)(r)
+                samples[backend.name].setdefault(key, []).append(rate)
+    return {
+        name: {key: statistics.median(values) for key, values in ops.items()}
+        for name, ops in samples.items()
+    }
 
 
 LABELS = {
@@ -246,17 +262,27 @@ def report(results: dict[str, dict[str, float]], markdown: bool) -> None:
             )
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    results: dict[str, dict[str, Any]] = {"memory": await bench_memory(args)}
-    results["sqlite"] = await bench_storage(None, args)
-    if args.postgresql:
-        results["postgresql"] = await bench_storage(args.postgresql, args)
-    elif not args.no_postgresql:
+async def run(args: argparse.Namespace, pg_url: str | None) -> dict[str, dict[str, float]]:
+    backends: list[MemoryBackend] = [MemoryBackend(args)]
+    try:
+        backends.append(await StorageBackend("sqlite", None, args).open())
+        if pg_url:
+            backends.append(await StorageBackend("postgresql", pg_url, args).open())
+        return await measure(backends, args.rounds)
+    finally:
+        for backend in backends:
+            await backend.close()
+
+
+def main_async(args: argparse.Namespace) -> None:
+    if args.postgresql or args.no_postgresql:
+        results = asyncio.run(run(args, args.postgresql))
+    else:
         with postgres_cluster() as url:
-            results["postgresql"] = await bench_storage(url, args)
+            results = asyncio.run(run(args, url))
     print(
         f"# {platform.python_implementation()} {platform.python_version()}, "
-        f"{args.rounds} rounds, medians of ops/s; ratio = backend / in-memory"
+        f"{args.rounds} rounds (interleaved), medians of ops/s; ratio = backend / in-memory"
     )
     report(results, args.markdown)
 
@@ -272,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3 (medians)")
-    asyncio.run(main_async(args))
+    main_async(args)
 
 
 if __name__ == "__main__":

@@ -280,16 +280,19 @@ class TokenAuthority:
         """
         now = int(self._clock() * 1000)
         keys: list[tuple[str, str]] = []
+        expires: int | None = None
         if token_or_jti.count(".") == 2:
             claims = jwt_claims_unverified(token_or_jti)
-            jti, owner = claims.get("jti"), claims.get("usr")
+            jti, owner, exp = claims.get("jti"), claims.get("usr"), claims.get("exp")
+            if isinstance(exp, int | float) and not isinstance(exp, bool):
+                expires = int(exp * 1000)  # forgotten once the token would be expired anyway
             if isinstance(jti, str):
                 keys.append((owner if isinstance(owner, str) else ANY_USER, jti))
             keys.append((FINGERPRINT_USER, fingerprint(token_or_jti)))
         else:
             keys.append((user or ANY_USER, token_or_jti))
         self._revoked.update(keys)
-        return [Revocation(u, j, now) for u, j in keys]
+        return [Revocation(u, j, now, expires) for u, j in keys]
 
     def is_revoked(self, jti: str, user: str | None = None) -> bool:
         """Whether a token id was revoked."""
