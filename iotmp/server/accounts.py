@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+TOKEN_SECRET_SETTING = "token_secret"
+
 Write = Callable[["Storage"], Awaitable[Any]]
 
 
@@ -84,6 +86,12 @@ class Accounts:
         url = storage_url(self.server.config)
         storage = await Storage.open(url)
         try:
+            if not self.server.config.secret:
+                # No secret in the configuration: one generated once, kept in the database.
+                secret = await storage.setting_or_default(
+                    TOKEN_SECRET_SETTING, secrets.token_urlsafe(32)
+                )
+                self.server.auth.set_secret(secret)
             await self._seed(storage)
             await self._load(storage)
         except BaseException:

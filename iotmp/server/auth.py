@@ -158,6 +158,10 @@ class TokenAuthority:
         # Used refresh-token ids, oldest first; bounded so it cannot grow forever.
         self._used_refresh: OrderedDict[str, float] = OrderedDict()
 
+    def set_secret(self, secret: str) -> None:
+        """Sign and verify with another secret from now on."""
+        self._key = signing_key(secret)
+
     # -- the cache of stored tokens and revocations ----------------------------
 
     def load(self, tokens: Iterable[StoredToken], revocations: Iterable[Revocation]) -> None:

@@ -70,6 +70,7 @@ async def _check_upgraded(url: str) -> None:
         assert await storage.is_revoked("alice", "old")
         assert not await storage.is_revoked("bob", "old")
         assert await storage.refresh_token_used("r1")
+        assert await storage.setting("token_secret") is None  # 0002 adds an empty table
         assert not await storage.use_refresh_token("r1", "alice", 99999999999999)
     finally:
         await storage.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,5 +80,23 @@ async def test_config_seeds_without_deleting(database: str, tmp_path: Path) -> N
             await Device("alice", "kept", "kept-pw").connect("127.0.0.1", port)
         assert await server.accounts.check_password("alice", "pw")
         assert not await server.accounts.check_password("alice", "nope")
+    finally:
+        await server.stop()
+
+
+async def test_a_generated_secret_is_kept(database: str, tmp_path: Path) -> None:
+    config = replace(_config(database, tmp_path / "state"), secret=None)
+    server = IotmpServer(config)
+    await server.start()
+    try:
+        token = server.issue_token("alice")
+        session = server.auth.issue_access_token("alice", expires_in=600)
+    finally:
+        await server.stop()
+    server = IotmpServer(config)  # a new process would generate another secret
+    await server.start()
+    try:
+        assert server.auth.verify_access_token(token)["usr"] == "alice"
+        assert server.auth.verify_access_token(session)["usr"] == "alice"
     finally:
         await server.stop()

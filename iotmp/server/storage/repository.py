@@ -57,6 +57,26 @@ class Storage:
         """Close every connection."""
         await self.engine.dispose()
 
+    # -- settings --------------------------------------------------------------
+
+    async def setting(self, key: str) -> str | None:
+        """Return a server-wide setting (None when unset)."""
+        table = schema.settings
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(table.c.value).where(table.c.key == key))).first()
+        return None if row is None else str(row[0])
+
+    async def setting_or_default(self, key: str, default: str) -> str:
+        """Return the setting, storing ``default`` first if unset (first writer wins)."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(schema.settings).values(key=key, value=default))
+        except IntegrityError:
+            value = await self.setting(key)
+            assert value is not None
+            return value
+        return default
+
     # -- users -----------------------------------------------------------------
 
     async def users(self) -> list[StoredUser]:

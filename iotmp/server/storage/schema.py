@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 # Stable constraint names, so migrations can refer to them on every engine.
@@ -92,11 +93,20 @@ used_refresh_tokens = Table(
     Column("expires", BigInteger, nullable=False),
 )
 
+settings = Table(
+    "settings",
+    metadata,
+    # server-wide values kept across restarts (e.g. the generated token secret)
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 __all__ = [
     "access_tokens",
     "devices",
     "metadata",
     "revocations",
+    "settings",
     "used_refresh_tokens",
     "users",
 ]
