@@ -23,6 +23,7 @@ from iotmp.server.config import (
     DEMO_USER,
     ConfigError,
     ServerConfig,
+    default_data_dir,
     default_demo_file,
     demo_config,
     demo_document,
@@ -55,6 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"where --demo writes its settings (default {default_demo_file()})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=(
+            "folder of the database and other state (overrides the config; default "
+            f"{default_data_dir()}, with --demo a 'data' folder next to the demo file)"
+        ),
     )
     parser.add_argument("--host", help="address to bind (overrides the config)")
     parser.add_argument("--http-port", type=int, help="HTTP port (overrides the config)")
@@ -89,6 +99,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         changes["tls_port"] = args.tls_port
     if getattr(args, "https_port", None) is not None:
         changes["https_port"] = args.https_port
+    if getattr(args, "data_dir", None) is not None:
+        changes["data_dir"] = str(args.data_dir.resolve())
     return changes
 
 
@@ -113,6 +125,8 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
         tls_key=tls_key,
         https_port=_arg(args, "https_port", DEFAULT_HTTPS_PORT),
     )
+    data_dir = getattr(args, "data_dir", None) or demo_file.parent / "data"
+    config = replace(config, data_dir=str(Path(data_dir).resolve()))
     return config, demo_file, demo_secrets
 
 

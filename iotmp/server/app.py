@@ -15,6 +15,7 @@ from aiohttp import web
 from iotmp.protocol.transport import server_ssl_context
 
 from .access_log import ACCESS_LOGGER, AccessLog
+from .accounts import Accounts
 from .app_websockets import AppSockets
 from .auth import LoginThrottle, TokenAuthority
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
@@ -54,15 +55,17 @@ class IotmpServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = validate(config)
         self.registry = DeviceRegistry(self.config.devices)
-        self._users: dict[str, UserConfig] = {u.name: u for u in self.config.users}
+        self.accounts = Accounts(self)
         secret = self.config.secret
         if not secret:
             secret = secrets.token_urlsafe(32)
-            _LOGGER.warning("no secret configured: tokens will not survive a restart")
+            _LOGGER.info("no secret configured: using one generated and kept in the database")
         self.auth = TokenAuthority(
             secret,
             server_name=self.config.server_name or "",
-            user_password=self._user_password,
+            known_user=self.accounts.known_user,
+            check_password=self.accounts.check_password,
+            use_refresh_token=self.accounts.use_refresh_token,
             access_token_ttl=self.config.access_token_ttl,
             refresh_token_ttl=self.config.refresh_token_ttl,
         )
@@ -81,23 +84,20 @@ class IotmpServer:
 
     # -- users and devices -------------------------------------------------------
 
-    def _user_password(self, name: str) -> str | None:
-        return self._users[name].password
-
     def add_user(self, name: str, password: str | None = None) -> None:
-        """Add (or update) a user at runtime."""
+        """Add (or update) a user at runtime (stored in the database)."""
         user = UserConfig(name, password)
-        self._users[name] = user
         users = (*(u for u in self.config.users if u.name != name), user)
         self.config = replace(self.config, users=users)
+        self.accounts.add_user(user)
 
     def add_device(self, device: DeviceConfig) -> DeviceState:
-        """Register a device at runtime (its user must exist)."""
-        if device.user not in self._users:
+        """Register a device at runtime (its user must exist; stored in the database)."""
+        if not self.accounts.known_user(device.user):
             raise ValueError(f"unknown user {device.user!r}")
         devices = (*(d for d in self.config.devices if d.id != device.id), device)
         self.config = validate(replace(self.config, devices=devices))
-        return self.registry.add(device)
+        return self.accounts.add_device(device)
 
     def _link_of(self, device_id: str) -> DeviceLink | None:
         state = self.registry.get(device_id)
@@ -133,12 +133,12 @@ class IotmpServer:
     def issue_token(
         self, user: str, *, expires_in: float | None = None, jti: str | None = None
     ) -> str:
-        """Issue an access token for ``user`` (no expiry unless ``expires_in``)."""
-        return self.auth.issue_access_token(user, expires_in=expires_in, jti=jti)
+        """Issue a full-access token for ``user`` (no expiry unless ``expires_in``)."""
+        return self.accounts.issue_token(user, expires_in=expires_in, jti=jti)
 
     def revoke_token(self, token_or_jti: str) -> None:
-        """Make a token (or token id) unusable."""
-        self.auth.revoke(token_or_jti)
+        """Make a token (or token id) unusable (stored in the database)."""
+        self.accounts.revoke(token_or_jti)
 
     # -- background tasks --------------------------------------------------------
 
@@ -205,6 +205,7 @@ class IotmpServer:
             return
         config = self.config
         try:
+            await self.accounts.open()
             if config.http_port is not None:
                 runner = web.AppRunner(
                     self.build_app(),
@@ -277,6 +278,7 @@ class IotmpServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.accounts.close()
 
     async def __aenter__(self) -> IotmpServer:
         await self.start()

@@ -1,34 +1,46 @@
-"""Application authentication: HS256 JWTs, token revocation, OAuth grants, login throttling.
+"""Application authentication: HS256 JWTs (PyJWT), token revocation, OAuth grants, login throttling.
 
-Token kinds (all HS256 JWTs signed with the server secret):
+Token kinds (all HS256 JWTs signed with a key derived from the server secret):
 
-* user access token -- ``{"jti", "usr", "svr"}`` and no ``exp`` (like a
-  Thinger.io console token); made by :meth:`TokenAuthority.issue_access_token`
-  with ``expires_in=None``.
+* user access token -- ``{"jti", "usr", "svr", "nce"}`` and no ``exp`` unless
+  one is set (like a Thinger.io console token). When its ``(usr, jti)`` is a
+  stored token (:class:`~.storage.StoredToken`), that row decides: enabled,
+  expiry, permissions, and ``nce`` must match (a token re-created under the
+  id of a deleted one is a new token).
+* device token -- as above plus ``"dev"`` (and ``"res"``): one device only.
 * session access token -- ``{"usr", "svr", "iat", "exp", "jti"}`` from the
   password and refresh grants (``expires_in`` = ``access_token_ttl``).
 * refresh token -- ``{"typ": "refresh", "usr", "iat", "exp", "jti"}``; only
-  accepted by the refresh grant, and only once.
+  accepted by the refresh grant, and only once (checked by ``use_refresh_token``,
+  which the server backs with the database).
 
-Only ``hmac``/``hashlib`` are used, so the server needs no JWT library.
+The in-memory sets here are the fast path; the server's storage is the source
+of truth and fills them at start (:meth:`TokenAuthority.load`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-_HEADER: Final = {"alg": "HS256", "typ": "JWT"}
+import jwt
+
+from .storage.records import Revocation, StoredToken
+
+_ALGORITHM: Final = "HS256"
 _MAX_TOKEN_LENGTH: Final = 8192
+ANY_USER: Final = "*"
+"""User of a revocation by bare token id (from callers that do not say whose)."""
+FINGERPRINT_USER: Final = ""
+"""User of a revocation by fingerprint of a whole token."""
+FULL_ACCESS_TOKEN_NAME: Final = "server"
+"""Name of the full-access tokens the server issues for itself (demo, tests)."""
 
 
 class AuthError(Exception):
@@ -40,47 +52,34 @@ class AuthError(Exception):
         self.status = status
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def signing_key(secret: str | bytes) -> bytes:
+    """Derive the HMAC key for a server secret (32 bytes whatever the secret's length)."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(b"iotmp-jwt-hs256", raw, hashlib.sha256).digest()
 
 
-def _b64decode(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
-
-
-def jwt_encode(claims: dict[str, Any], secret: bytes) -> str:
+def jwt_encode(claims: dict[str, Any], key: bytes) -> str:
     """Sign ``claims`` as a compact HS256 JWT."""
-    header = _b64encode(json.dumps(_HEADER, separators=(",", ":")).encode())
-    payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode("ascii")
-    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64encode(signature)}"
+    return jwt.encode(claims, key, algorithm=_ALGORITHM)
 
 
-def jwt_decode(token: str, secret: bytes) -> dict[str, Any]:
+def jwt_decode(token: str, key: bytes) -> dict[str, Any]:
     """Verify an HS256 JWT and return its claims (``exp`` is not checked here).
 
     Raises :class:`AuthError` for anything malformed or wrongly signed.
     """
-    if len(token) > _MAX_TOKEN_LENGTH:
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
         raise AuthError("invalid token")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise AuthError("invalid token")
-    header_b64, payload_b64, signature_b64 = parts
     try:
-        header = json.loads(_b64decode(header_b64))
-        signature = _b64decode(signature_b64)
-        expected = hmac.new(
-            secret, f"{header_b64}.{payload_b64}".encode("ascii"), hashlib.sha256
-        ).digest()
-        if not isinstance(header, dict) or header.get("alg") != "HS256":
-            raise AuthError("invalid token")
-        if not hmac.compare_digest(signature, expected):
-            raise AuthError("invalid token signature")
-        claims = json.loads(_b64decode(payload_b64))
-    except (ValueError, binascii.Error, UnicodeError) as exc:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[_ALGORITHM],
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise AuthError("invalid token signature") from exc
+    except jwt.InvalidTokenError as exc:
         raise AuthError("invalid token") from exc
     if not isinstance(claims, dict):
         raise AuthError("invalid token")
@@ -90,10 +89,15 @@ def jwt_decode(token: str, secret: bytes) -> dict[str, Any]:
 def jwt_claims_unverified(token: str) -> dict[str, Any]:
     """Claims of a JWT without checking the signature (for logs and tests)."""
     try:
-        claims = json.loads(_b64decode(token.split(".")[1]))
-    except (ValueError, IndexError, binascii.Error, UnicodeError):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def fingerprint(token: str) -> str:
+    """Revocation key of a whole token."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +119,18 @@ class TokenPair:
         }
 
 
+PasswordCheck = Callable[[str, str], Awaitable[bool]]
+"""``(user, password) -> bool``: whether the password is right."""
+RefreshUse = Callable[[str, str, int], Awaitable[bool]]
+"""``(jti, user, exp) -> bool``: mark a refresh token used; False if it was already."""
+
+
 class TokenAuthority:
     """Issues and verifies the server's tokens.
 
-    ``users`` returns the current password of a user (None when it has no
-    password) or raises ``KeyError`` for unknown users; it is a callable so
-    that users added at runtime are seen.
+    ``known_user`` tells whether a user exists now; ``check_password`` and
+    ``use_refresh_token`` are the (database-backed) checks of the grants.
+    Without ``use_refresh_token`` used refresh tokens are kept in memory.
     """
 
     def __init__(
@@ -128,27 +138,82 @@ class TokenAuthority:
         secret: str,
         *,
         server_name: str,
-        user_password: Callable[[str], str | None],
+        known_user: Callable[[str], bool],
+        check_password: PasswordCheck,
+        use_refresh_token: RefreshUse | None = None,
         access_token_ttl: int = 7200,
         refresh_token_ttl: int = 60 * 24 * 3600,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._secret = secret.encode("utf-8")
+        self._key = signing_key(secret)
         self.server_name = server_name
-        self._user_password = user_password
+        self._known_user = known_user
+        self._check_password = check_password
+        self._use_refresh = use_refresh_token or self._use_refresh_in_memory
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self._clock = clock
-        self._revoked: set[str] = set()
+        self._revoked: set[tuple[str, str]] = set()
+        self._tokens: dict[tuple[str, str], StoredToken] = {}
         # Used refresh-token ids, oldest first; bounded so it cannot grow forever.
         self._used_refresh: OrderedDict[str, float] = OrderedDict()
 
+    def set_secret(self, secret: str) -> None:
+        """Sign and verify with another secret from now on."""
+        self._key = signing_key(secret)
+
+    # -- the cache of stored tokens and revocations ----------------------------
+
+    def load(self, tokens: Iterable[StoredToken], revocations: Iterable[Revocation]) -> None:
+        """Replace the cache with what the storage holds."""
+        self._tokens = {(t.user, t.id): t for t in tokens}
+        self._revoked = {(r.user, r.jti) for r in revocations}
+
+    def put_token(self, token: StoredToken) -> None:
+        """Cache a stored token (created or changed); its id is no longer revoked."""
+        self._tokens[(token.user, token.id)] = token
+        self._revoked.discard((token.user, token.id))
+
+    def drop_token(self, user: str, token_id: str) -> None:
+        """Forget a deleted token and revoke its id."""
+        self._tokens.pop((user, token_id), None)
+        self._revoked.add((user, token_id))
+
+    def stored_token(self, user: str, token_id: str) -> StoredToken | None:
+        """Return the cached stored token ``token_id`` of ``user``."""
+        return self._tokens.get((user, token_id))
+
+    def stored_tokens(self, user: str) -> list[StoredToken]:
+        """Return the user's stored tokens, oldest first."""
+        return [t for (u, _), t in self._tokens.items() if u == user]
+
+    def token_record(self, claims: dict[str, Any]) -> StoredToken | None:
+        """Return the stored token verified ``claims`` belong to (None for session tokens)."""
+        user, jti = claims.get("usr"), claims.get("jti")
+        if not isinstance(user, str) or not isinstance(jti, str):
+            return None
+        return self._tokens.get((user, jti))
+
     # -- issuing -------------------------------------------------------------
+
+    def sign_stored_token(self, token: StoredToken) -> str:
+        """Sign the JWT of a stored token (the same every time: it holds no issue time)."""
+        claims: dict[str, Any] = {"jti": token.id}
+        if token.device is not None:
+            claims["dev"] = token.device
+            if token.resources:
+                claims["res"] = list(token.resources)
+        if token.expires is not None:
+            claims["exp"] = token.expires // 1000
+        claims["nce"] = token.nonce
+        claims["svr"] = self.server_name
+        claims["usr"] = token.user
+        return jwt_encode(claims, self._key)
 
     def issue_access_token(
         self, user: str, *, expires_in: float | None = None, jti: str | None = None
     ) -> str:
-        """Issue an access token for ``user``; it never expires when ``expires_in`` is None."""
+        """Issue an unstored access token; it never expires when ``expires_in`` is None."""
         claims: dict[str, Any] = {"jti": jti or secrets.token_hex(8)}
         if expires_in is not None:
             now = int(self._clock())
@@ -156,7 +221,7 @@ class TokenAuthority:
             claims["exp"] = now + max(0, round(expires_in))
         claims["svr"] = self.server_name
         claims["usr"] = user
-        return jwt_encode(claims, self._secret)
+        return jwt_encode(claims, self._key)
 
     def _issue_pair(self, user: str) -> TokenPair:
         now = int(self._clock())
@@ -168,70 +233,87 @@ class TokenAuthority:
                 "typ": "refresh",
                 "usr": user,
             },
-            self._secret,
+            self._key,
         )
         access = self.issue_access_token(user, expires_in=self.access_token_ttl)
         return TokenPair(access, refresh, self.access_token_ttl)
 
     # -- verifying -----------------------------------------------------------
 
-    def _known_user(self, user: Any) -> bool:
-        if not isinstance(user, str):
+    def _is_known_user(self, user: Any) -> bool:
+        return isinstance(user, str) and self._known_user(user)
+
+    def _revoked_id(self, user: Any, jti: Any) -> bool:
+        if not isinstance(jti, str):
             return False
-        try:
-            self._user_password(user)
-        except KeyError:
-            return False
-        return True
+        return (ANY_USER, jti) in self._revoked or (
+            isinstance(user, str) and (user, jti) in self._revoked
+        )
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """Claims of a valid access token; :class:`AuthError` (401) otherwise."""
-        claims = jwt_decode(token, self._secret)
+        claims = jwt_decode(token, self._key)
         if claims.get("typ") == "refresh":
             raise AuthError("a refresh token cannot be used as an access token")
         exp = claims.get("exp")
-        if exp is not None and (not isinstance(exp, int | float) or exp <= self._clock()):
+        if exp is not None and (
+            isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= self._clock()
+        ):
             raise AuthError("token expired")
-        jti = claims.get("jti")
-        if (isinstance(jti, str) and jti in self._revoked) or _fingerprint(token) in self._revoked:
+        user, jti = claims.get("usr"), claims.get("jti")
+        if self._revoked_id(user, jti) or (FINGERPRINT_USER, fingerprint(token)) in self._revoked:
             raise AuthError("token revoked")
-        if not self._known_user(claims.get("usr")):
+        stored = self.token_record(claims)
+        if stored is not None:
+            if not hmac.compare_digest(str(claims.get("nce", "")), stored.nonce):
+                raise AuthError("token revoked")
+            if not stored.enabled:
+                raise AuthError("token disabled")
+            if stored.expires is not None and stored.expires <= self._clock() * 1000:
+                raise AuthError("token expired")
+        elif "nce" in claims:
+            raise AuthError("token revoked")  # its stored token was deleted
+        if not self._is_known_user(user):
             raise AuthError("unknown user")
         return claims
 
-    def revoke(self, token_or_jti: str) -> None:
-        """Revoke a token (given whole) or a token id (``jti``)."""
+    def revoke(self, token_or_jti: str, user: str | None = None) -> list[Revocation]:
+        """Revoke a token (given whole) or a token id; returns what to persist.
+
+        A bare id without ``user`` is revoked for every user.
+        """
+        now = int(self._clock() * 1000)
+        keys: list[tuple[str, str]] = []
+        expires: int | None = None
         if token_or_jti.count(".") == 2:
             claims = jwt_claims_unverified(token_or_jti)
-            jti = claims.get("jti")
+            jti, owner, exp = claims.get("jti"), claims.get("usr"), claims.get("exp")
+            if isinstance(exp, int | float) and not isinstance(exp, bool):
+                expires = int(exp * 1000)  # forgotten once the token would be expired anyway
             if isinstance(jti, str):
-                self._revoked.add(jti)
-            self._revoked.add(_fingerprint(token_or_jti))
+                keys.append((owner if isinstance(owner, str) else ANY_USER, jti))
+            keys.append((FINGERPRINT_USER, fingerprint(token_or_jti)))
         else:
-            self._revoked.add(token_or_jti)
+            keys.append((user or ANY_USER, token_or_jti))
+        self._revoked.update(keys)
+        return [Revocation(u, j, now, expires) for u, j in keys]
 
-    def is_revoked(self, jti: str) -> bool:
+    def is_revoked(self, jti: str, user: str | None = None) -> bool:
         """Whether a token id was revoked."""
-        return jti in self._revoked
+        return self._revoked_id(user, jti)
 
     # -- OAuth grants --------------------------------------------------------
 
-    def password_grant(self, username: str, password: str) -> TokenPair:
+    async def password_grant(self, username: str, password: str) -> TokenPair:
         """Tokens for a correct user name and password; AuthError otherwise."""
-        try:
-            expected = self._user_password(username)
-        except KeyError:
-            expected = None
-        if expected is None or not hmac.compare_digest(
-            expected.encode("utf-8"), password.encode("utf-8")
-        ):
+        if not self._is_known_user(username) or not await self._check_password(username, password):
             raise AuthError("invalid username or password")
         return self._issue_pair(username)
 
-    def refresh_grant(self, refresh_token: str) -> TokenPair:
+    async def refresh_grant(self, refresh_token: str) -> TokenPair:
         """Issue new tokens for an unused refresh token (which is then used up)."""
         try:
-            claims = jwt_decode(refresh_token, self._secret)
+            claims = jwt_decode(refresh_token, self._key)
         except AuthError as exc:
             raise AuthError("invalid refresh token") from exc
         jti = claims.get("jti")
@@ -240,29 +322,34 @@ class TokenAuthority:
         if (
             claims.get("typ") != "refresh"
             or not isinstance(jti, str)
+            or not isinstance(user, str)
+            or isinstance(exp, bool)
             or not isinstance(exp, int | float)
             or exp <= self._clock()
-            or jti in self._used_refresh
-            or jti in self._revoked
-            or not self._known_user(user)
+            or self._revoked_id(user, jti)
+            or not self._is_known_user(user)
         ):
             raise AuthError("invalid refresh token")
-        self._used_refresh[jti] = float(exp)
-        self._prune_used()
-        assert isinstance(user, str)
+        if not await self._use_refresh(jti, user, int(exp * 1000)):
+            raise AuthError("invalid refresh token")
         return self._issue_pair(user)
 
-    def _prune_used(self) -> None:
+    async def _use_refresh_in_memory(self, jti: str, _user: str, exp_ms: int) -> bool:
+        if jti in self._used_refresh:
+            return False
+        self._used_refresh[jti] = exp_ms / 1000
         now = self._clock()
-        for jti, exp in list(self._used_refresh.items()):
+        for used, exp in list(self._used_refresh.items()):
             if exp <= now:
-                del self._used_refresh[jti]
+                del self._used_refresh[used]
         while len(self._used_refresh) > 100_000:
             self._used_refresh.popitem(last=False)
+        return True
 
 
-def _fingerprint(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+def new_stored_token(user: str, token_id: str, **fields: Any) -> StoredToken:
+    """Make a stored token with a fresh nonce (not yet written)."""
+    return replace(StoredToken(user=user, id=token_id, nonce=secrets.token_hex(8)), **fields)
 
 
 class LoginThrottle:

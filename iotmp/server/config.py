@@ -33,6 +33,7 @@ MAX_KEEP_ALIVE: Final = 1800.0
 DEVICE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 USER_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 FRAME_STYLES: Final = ("signal", "legacy")
+DEVICE_TYPES: Final = ("Generic", "HTTP", "MQTT")
 
 DEMO_USER: Final = "demo"
 DEMO_DEVICES: Final[tuple[tuple[str, str, str], ...]] = (
@@ -100,6 +101,9 @@ class ServerConfig:
     refresh_token_ttl: int = DEFAULT_REFRESH_TOKEN_TTL
     login_delay: float = 0.5
     login_delay_max: float = 8.0
+    # Storage (docs/storage.md): None -> default_data_dir(); database None -> SQLite there.
+    data_dir: str | None = None
+    database: str | None = None
     users: tuple[UserConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
 
@@ -151,6 +155,8 @@ _SCALAR_KEYS: Final[dict[str, tuple[type, ...]]] = {
     "refresh_token_ttl": (int,),
     "login_delay": (int, float),
     "login_delay_max": (int, float),
+    "data_dir": (str, type(None)),
+    "database": (str, type(None)),
 }
 
 
@@ -258,6 +264,8 @@ def validate(config: ServerConfig) -> ServerConfig:
         seen_devices.add(device.id)
         if device.user not in seen_users:
             raise ConfigError(f"device {device.id!r}: unknown user {device.user!r}")
+        if device.type not in DEVICE_TYPES:
+            raise ConfigError(f"device {device.id!r}: type must be one of {DEVICE_TYPES}")
     return config
 
 
@@ -286,7 +294,7 @@ def load_config(path: str | os.PathLike[str]) -> ServerConfig:
     config = parse_config(data)
     base = file.resolve().parent
     changes: dict[str, Any] = {}
-    for key in ("tls_cert", "tls_key"):
+    for key in ("tls_cert", "tls_key", "data_dir"):
         value = getattr(config, key)
         if value and not Path(value).is_absolute():
             changes[key] = str(base / value)

@@ -32,6 +32,7 @@ from iotmp.protocol.message import ABSENT
 from .access_log import USER_KEY
 from .auth import AuthError
 from .device_link import DeviceLink
+from .permissions import permits, request_scope
 from .registry import DeviceState
 
 if TYPE_CHECKING:
@@ -154,6 +155,13 @@ def authorize(server: IotmpServer, request: web.Request, user: str) -> dict[str,
     request[USER_KEY] = claims.get("usr")
     if claims.get("usr") != user:
         raise_error(403, "access token not valid for this user")
+    stored = server.auth.token_record(claims)
+    if stored is not None:
+        scope = request_scope(request)
+        if (scope is None and stored.device is not None) or (
+            scope is not None and not permits(stored, scope)
+        ):
+            raise_error(403, "access token has no permission for this request")
     return claims
 
 
@@ -367,40 +375,17 @@ class RestApi:
                 username, password = form.get("username"), form.get("password")
                 if not isinstance(username, str) or not isinstance(password, str):
                     raise_error(400, "username and password are required")
-                pair = self.server.auth.password_grant(username, password)
+                pair = await self.server.auth.password_grant(username, password)
             elif grant == "refresh_token":
                 refresh = form.get("refresh_token")
                 if not isinstance(refresh, str):
                     raise_error(400, "refresh_token is required")
-                pair = self.server.auth.refresh_grant(refresh)
+                pair = await self.server.auth.refresh_grant(refresh)
             else:
                 raise_error(400, "unsupported grant_type")
         except AuthError as exc:
             raise_error(401, exc.message)
         return json_response(pair.as_json())
-
-    async def create_token(self, request: web.Request) -> web.Response:
-        """``POST /v1/users/{user}/tokens``: a user access token (no expiry by default)."""
-        user, _ = self._auth(request)
-        body = await read_json_body(request, self.server.config.max_body_bytes)
-        body = body if isinstance(body, dict) else {}
-        expires_in = body.get("expires_in", body.get("token_expiration"))
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
-        ):
-            raise_error(400, "expires_in must be a number of seconds")
-        token = self.server.auth.issue_access_token(user, expires_in=expires_in)
-        claims = self.server.auth.verify_access_token(token)
-        name = body.get("token_name") or body.get("name") or ""
-        return json_response(
-            {"token": token, "access_token": token, "token_id": claims["jti"], "name": name}
-        )
-
-    async def delete_token(self, request: web.Request) -> web.Response:
-        """``DELETE /v1/users/{user}/tokens/{jti}``: revoke a token id."""
-        self._auth(request)
-        self.server.auth.revoke(request.match_info["jti"])
-        return empty_response()
 
     # -- devices -------------------------------------------------------------
 
@@ -513,14 +498,15 @@ class RestApi:
 
     def routes(self) -> list[web.RouteDef]:
         """All REST routes; order matters (``/api`` forms before the catch-alls)."""
+        from .routes_accounts import AccountRoutes  # noqa: PLC0415 - it imports this module
+
         dev1 = "/v1/users/{user}/devices/{device}"
         dev2 = "/v2/users/{user}/devices/{device}"
         dev3 = "/v3/users/{user}/devices/{device}"
         return [
             web.get("/v1/server/version", self.version),
             web.post("/oauth/token", self.oauth_token),
-            web.post("/v1/users/{user}/tokens", self.create_token),
-            web.delete("/v1/users/{user}/tokens/{jti}", self.delete_token),
+            *AccountRoutes(self.server).routes(),
             web.get("/v1/users/{user}/devices", self.list_devices),
             web.get(dev1, self.get_device),
             web.get(dev1 + "/stats", self.device_stats),

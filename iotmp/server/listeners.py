@@ -202,7 +202,7 @@ class DeviceGateway:
         registry = self.server.registry
 
         async def authenticate(user: str, device: str, credential: str, _params: Any) -> bool:
-            state = registry.authenticate(user, device, credential)
+            state = await registry.authenticate(user, device, credential)
             if state is None:
                 delay = throttle.failure_delay(address)
                 self.server.handshake_log.failed(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import DeviceConfig
+from .storage.hashing import verify_secret_async
 
 if TYPE_CHECKING:
     from .device_link import DeviceLink
@@ -64,6 +67,13 @@ class DeviceState:
 
     config: DeviceConfig
     created_ms: int = field(default_factory=now_ms)
+    modified_ms: int | None = None
+    # The stored (scrypt) hash of the credential; None until the device is stored.
+    credential_hash: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # Keyed digest of the last credential that matched the hash: later logins with
+    # the same credential skip the (deliberately slow) hash.
+    _verified: bytes | None = None
     link: DeviceLink | None = None
     connection_ts: int | None = None
     ip_address: str | None = None
@@ -121,8 +131,9 @@ class DeviceState:
             "type": self.config.type,
             "enabled": self.config.enabled,
             "user": self.config.user,
+            **self.attributes,
             "created": self.created_ms,
-            "modified": self.created_ms,
+            "modified": self.modified_ms or self.created_ms,
             "connection": connection,
         }
 
@@ -132,6 +143,7 @@ class DeviceRegistry:
 
     def __init__(self, devices: tuple[DeviceConfig, ...] | list[DeviceConfig] = ()) -> None:
         self._devices: dict[str, DeviceState] = {}
+        self._digest_key = secrets.token_bytes(32)
         self._listeners: list[StateListener] = []
         for device in devices:
             self.add(device)
@@ -149,6 +161,9 @@ class DeviceRegistry:
             state = DeviceState(config)
             self._devices[config.id] = state
         else:
+            if config.credential and config.credential != state.config.credential:
+                state.credential_hash = None  # the new credential is hashed when stored
+                state._verified = None
             state.config = config
         return state
 
@@ -164,8 +179,20 @@ class DeviceRegistry:
         """Ids of the connected devices."""
         return [d.id for d in self._devices.values() if d.connected]
 
-    def authenticate(self, user: Any, device_id: Any, credential: Any) -> DeviceState | None:
-        """Return the device if the CONNECT credentials are right, else None."""
+    def remove(self, device_id: str) -> DeviceState | None:
+        """Forget a device (the caller closes its link)."""
+        return self._devices.pop(device_id, None)
+
+    def _digest(self, credential: str) -> bytes:
+        return hmac.new(self._digest_key, credential.encode("utf-8"), hashlib.sha256).digest()
+
+    async def authenticate(self, user: Any, device_id: Any, credential: Any) -> DeviceState | None:
+        """Return the device if the CONNECT credentials are right, else None.
+
+        A device from the configuration is checked against its configured
+        credential (which the stored hash was made from); any other against
+        the stored hash, in a worker thread, once per credential.
+        """
         if not (
             isinstance(user, str) and isinstance(device_id, str) and isinstance(credential, str)
         ):
@@ -173,10 +200,21 @@ class DeviceRegistry:
         state = self._devices.get(device_id)
         if state is None or state.config.user != user or not state.config.enabled:
             return None
-        if not hmac.compare_digest(
-            state.config.credential.encode("utf-8"), credential.encode("utf-8")
-        ):
+        expected = state.config.credential
+        if expected:  # from the configuration file, which seeded the stored hash
+            if hmac.compare_digest(expected.encode("utf-8"), credential.encode("utf-8")):
+                return state
             return None
+        encoded = state.credential_hash
+        if encoded is None:
+            return None
+        digest = self._digest(credential)
+        if state._verified is not None and hmac.compare_digest(state._verified, digest):
+            return state
+        if not await verify_secret_async(credential, encoded):
+            return None
+        if state.credential_hash == encoded:  # unchanged while we were hashing
+            state._verified = digest
         return state
 
     # -- connection state -------------------------------------------------

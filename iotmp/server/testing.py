@@ -23,9 +23,10 @@ Everything binds to 127.0.0.1 on ports chosen by the system.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .app import IotmpServer
@@ -191,6 +192,8 @@ async def run_test_server(
     ``overrides`` are further :class:`~iotmp.server.config.ServerConfig` fields
     (``websocket_frames="legacy"``, ``max_body_bytes=...``, ``login_delay=...``).
     With ``tls_cert``/``tls_key`` a TLS device listener and the HTTPS API run too.
+    Without a ``data_dir``/``database`` override the database is a SQLite file in a
+    temporary folder removed afterwards.
     """
     password = password or secrets.token_urlsafe(9)
     device_configs = tuple(d.to_config(user) if isinstance(d, TestDevice) else d for d in devices)
@@ -211,12 +214,15 @@ async def run_test_server(
         devices=device_configs,
         **overrides,
     )
-    server = IotmpServer(config)
-    await server.start()
-    try:
-        yield TestServer(server, user, password)
-    finally:
-        await server.stop()
+    with tempfile.TemporaryDirectory(prefix="iotmp-test-") as scratch:
+        if config.data_dir is None and config.database is None:
+            config = replace(config, data_dir=scratch)
+        server = IotmpServer(config)
+        await server.start()
+        try:
+            yield TestServer(server, user, password)
+        finally:
+            await server.stop()
 
 
 __all__ = ["TestDevice", "TestServer", "run_test_server"]

@@ -14,6 +14,7 @@ from iotmp.server.auth import (
     jwt_claims_unverified,
     jwt_decode,
     jwt_encode,
+    signing_key,
 )
 from iotmp.server.config import (
     DEMO_DEVICES,
@@ -161,26 +162,31 @@ def _authority(clock: list[float] | None = None) -> TokenAuthority:
     users = {"alice": "pw", "bob": None}
     now = clock or [1_000_000.0]
 
-    def password(name: str) -> str | None:
-        return users[name]
+    async def check_password(name: str, password: str) -> bool:
+        return users.get(name) is not None and users[name] == password
 
     return TokenAuthority(
-        "secret", server_name="example:1", user_password=password, clock=lambda: now[0]
+        "secret",
+        server_name="example:1",
+        known_user=users.__contains__,
+        check_password=check_password,
+        clock=lambda: now[0],
     )
 
 
 def test_jwt_roundtrip_and_tamper() -> None:
-    token = jwt_encode({"usr": "alice"}, b"k")
-    assert jwt_decode(token, b"k") == {"usr": "alice"}
+    key, other = signing_key("k"), signing_key("other")
+    token = jwt_encode({"usr": "alice"}, key)
+    assert jwt_decode(token, key) == {"usr": "alice"}
     with pytest.raises(AuthError):
-        jwt_decode(token, b"other")
+        jwt_decode(token, other)
     head, _body, sig = token.split(".")
-    evil = jwt_encode({"usr": "bob"}, b"x").split(".")[1]
+    evil = jwt_encode({"usr": "bob"}, other).split(".")[1]
     with pytest.raises(AuthError):
-        jwt_decode(f"{head}.{evil}.{sig}", b"k")
+        jwt_decode(f"{head}.{evil}.{sig}", key)
     for junk in ("", "a.b", "a.b.c", "...", "x" * 9000):
         with pytest.raises(AuthError):
-            jwt_decode(junk, b"k")
+            jwt_decode(junk, key)
 
 
 def test_access_tokens() -> None:
@@ -208,22 +214,22 @@ def test_access_tokens() -> None:
         auth.verify_access_token(by_id)
 
 
-def test_grants() -> None:
+async def test_grants() -> None:
     auth = _authority()
-    pair = auth.password_grant("alice", "pw")
+    pair = await auth.password_grant("alice", "pw")
     assert auth.verify_access_token(pair.access_token)["usr"] == "alice"
     with pytest.raises(AuthError):
         auth.verify_access_token(pair.refresh_token)
     with pytest.raises(AuthError):
-        auth.password_grant("alice", "nope")
+        await auth.password_grant("alice", "nope")
     with pytest.raises(AuthError):
-        auth.password_grant("bob", "")  # no password: no password login
-    pair2 = auth.refresh_grant(pair.refresh_token)
+        await auth.password_grant("bob", "")  # no password: no password login
+    pair2 = await auth.refresh_grant(pair.refresh_token)
     with pytest.raises(AuthError, match="invalid refresh token"):
-        auth.refresh_grant(pair.refresh_token)
+        await auth.refresh_grant(pair.refresh_token)
     with pytest.raises(AuthError):
-        auth.refresh_grant(pair2.access_token)
-    auth.refresh_grant(pair2.refresh_token)
+        await auth.refresh_grant(pair2.access_token)
+    await auth.refresh_grant(pair2.refresh_token)
     body = pair.as_json()
     assert body["token_type"] == "bearer"
     assert body["scope"] is None

@@ -363,7 +363,7 @@ async def test_password_grant_rejects_bad_password(lab: Lab) -> None:
 async def test_token_management(lab: Lab) -> None:
     status, body = await _post(lab, lab.url("/v1/users/alice/tokens"), {"token_name": "ha"})
     assert status == 200
-    token, jti = body["token"], body["token_id"]
+    token, jti = body["access_token"], body["token_id"]
     headers = {"Authorization": f"Bearer {token}"}
     assert (await _get(lab, lab.url("/v1/users/alice/devices"), headers=headers))[0] == 200
     async with lab.http.delete(

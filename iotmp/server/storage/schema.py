@@ -1,0 +1,112 @@
+"""The database schema (SQLAlchemy Core): one table per kind of thing a user creates.
+
+Times are integers in milliseconds since the epoch. JSON columns hold what
+clients send as JSON (token permissions, device attributes). New kinds of
+data (properties, buckets) get new tables and a new migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Stable constraint names, so migrations can refer to them on every engine.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("type", String(16), nullable=False, default="Generic"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("credential_hash", String(255), nullable=True),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+    Index("ix_devices_user", "user"),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("device", String(32), nullable=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("allow", JSON, nullable=True),
+    Column("deny", JSON, nullable=True),
+    Column("resources", JSON, nullable=True),
+    # random per issue: a token re-created under a deleted token's id is a new token
+    Column("nonce", String(32), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=True),
+)
+
+revocations = Table(
+    "revocations",
+    metadata,
+    # user "" for revocations by token fingerprint
+    Column("user", String(64), primary_key=True),
+    Column("jti", String(128), primary_key=True),
+    Column("revoked", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=True),
+)
+
+used_refresh_tokens = Table(
+    "used_refresh_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("user", String(64), nullable=False),
+    Column("used", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    # server-wide values kept across restarts (e.g. the generated token secret)
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+__all__ = [
+    "access_tokens",
+    "devices",
+    "metadata",
+    "revocations",
+    "settings",
+    "used_refresh_tokens",
+    "users",
+]
