@@ -1,8 +1,8 @@
 """The floors of the package (docs/architecture.md): who may import whom.
 
 Every ``.py`` file under ``iotmp/`` is parsed, not imported, and every import
-is checked: ``import``/``from`` statements anywhere in the file (module level, inside functions, under
-``TYPE_CHECKING``) and ``importlib.import_module(...)``/``__import__(...)``
+is checked: ``import``/``from`` statements anywhere in the file (module level,
+inside functions, under ``TYPE_CHECKING``) and ``importlib.import_module(...)``/``__import__(...)``
 with a literal name. ``tests/test_standalone.py`` checks the same at run time
 (``sys.modules`` after importing every module).
 """
