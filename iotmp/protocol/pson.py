@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .errors import ProtocolError
+from . import speedups
 from .limits import DEFAULT_MAX_DEPTH
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
@@ -51,6 +52,7 @@ MAX_ENCODE_DEPTH: Final = 256
 _INT64_MIN_F: Final = -9223372036854775808.0
 _INT64_END_F: Final = 9223372036854775808.0
 _UINT64_LIMIT: Final = 1 << 64
+_F32_MIN_NORMAL: Final = 1.1754943508222875e-38  # 2**-126
 _NEG_LIMIT: Final = 1 << 63
 
 _F32: Final = struct.Struct("<f")
@@ -320,6 +322,38 @@ def _normalize(v: Any) -> Any:
 # --------------------------------------------------------------------------- decode
 
 
+def f32_value(d: float) -> float:
+    """The value a float32 on the wire decodes to (``d`` is the float32 widened).
+
+    The shortest decimal that reads back as the same float32: a device's
+    ``21.6f`` is 21.600000381469727 as a double and decodes as ``21.6``.
+    Values whose exact decimal has at most 6 significant digits (23.5, 0.25)
+    are that decimal already; the loop finds them without formatting.
+    """
+    a = d if d >= 0.0 else -d
+    t = a
+    j = 0
+    while t < 1e6 and j < 13:  # t = |d| * 10**j, exact for a float32 while j <= 12
+        if t % 1.0 == 0.0:  # d's exact decimal has at most 6 significant digits
+            return d
+        t *= 10.0
+        j += 1
+    if d != d:  # NaN
+        return d
+    # A normal float32 is precise enough that no decimal of fewer than 6 digits
+    # reads back unless its 6-digit rounding does; subnormals are less precise.
+    digits = 6 if a >= _F32_MIN_NORMAL else 1
+    while digits < 9:  # any float32 reads back from 9 significant digits
+        r = float(f"{d:.{digits}g}")
+        try:
+            if _unpack_f32(_pack_f32(r))[0] == d:
+                return r
+        except OverflowError:  # rounded up past the float32 range
+            pass
+        digits += 1
+    return float(f"{d:.9g}")
+
+
 def _truncated() -> ProtocolError:
     return ProtocolError("truncated PSON value")
 
@@ -442,7 +476,7 @@ def _dec(buf: bytes, pos: int, rem: int) -> tuple[Any, int]:
         return n, pos
     if cls == 2:
         if n == 0:
-            return _unpack_f32_from(buf, pos)[0], pos + 4
+            return f32_value(_unpack_f32_from(buf, pos)[0]), pos + 4
         if n == 1:
             return _unpack_f64_from(buf, pos)[0], pos + 8
         raise ProtocolError(f"invalid PSON float sub-code {n}")
@@ -547,7 +581,7 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
             pos = s + vt - 0x80
             d[key] = buf[s:pos].decode()
         elif k == _VK_F32:
-            d[key] = _unpack_f32_from(buf, pos + 1)[0]
+            d[key] = f32_value(_unpack_f32_from(buf, pos + 1)[0])
             pos += 5
         elif k == _VK_MAP:
             if rem <= 0:
@@ -581,7 +615,7 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
                     pos = s + vt - 0x80
                     sub[skey] = buf[s:pos].decode()
                 elif k == _VK_F32:
-                    sub[skey] = _unpack_f32_from(buf, pos + 1)[0]
+                    sub[skey] = f32_value(_unpack_f32_from(buf, pos + 1)[0])
                     pos += 5
                 elif k == _VK_DISCRETE:
                     sub[skey] = _DISCRETE_BY_TAG[vt]
@@ -623,7 +657,7 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
             append(vt)
             pos += 1
         elif k == _VK_F32:
-            append(_unpack_f32_from(buf, pos + 1)[0])
+            append(f32_value(_unpack_f32_from(buf, pos + 1)[0]))
             pos += 5
         elif k == _VK_STR:
             s = pos + 1
@@ -649,3 +683,7 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
             x, pos = _dec(buf, pos, rem)
             append(x)
     return a, pos
+
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("pson", globals(), ("encode", "encode_into", "decode", "decode_at"))

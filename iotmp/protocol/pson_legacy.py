@@ -42,6 +42,8 @@ from typing import Any, Final
 
 from .errors import ProtocolError
 from .limits import DEFAULT_MAX_DEPTH
+from .pson import f32_value
+from . import speedups
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
 
@@ -224,7 +226,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one legacy PSON value filling ``data``."""
     if type(data) is not bytes:
         data = bytes(data)
-    value, pos = decode_at(data, 0, len(data), max_depth)
+    value, pos = decode_body_value(data, 0, len(data), max_depth)
     if pos != len(data):
         raise ProtocolError(f"{len(data) - pos} trailing bytes after the PSON value")
     return value
@@ -307,7 +309,7 @@ def _dec(buf: bytes, pos: int, end: int, rem: int) -> tuple[Any, int]:
     if tag == T_FLOAT:
         if pos + 4 > end:
             raise ProtocolError("truncated legacy PSON float")
-        return _unpack_f32_from(buf, pos)[0], pos + 4
+        return f32_value(_unpack_f32_from(buf, pos)[0]), pos + 4
     if tag == T_ZERO:
         return 0, pos
     if tag == T_ONE:
@@ -345,3 +347,7 @@ def _dec(buf: bytes, pos: int, end: int, rem: int) -> tuple[Any, int]:
     if tag == T_EMPTY_BYTES:
         return b"", pos
     raise ProtocolError(f"invalid legacy PSON tag 0x{tag:02x}")
+
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("pson_legacy", globals(), ("encode", "encode_into", "decode", "decode_at"))
