@@ -49,6 +49,7 @@ DIRECTIVES = {
     "embedsignature": False,
     "annotation_typing": False,
     "initializedcheck": False,
+    "infer_types": False,  # an inferred C int would wrap where Python ints grow
 }
 
 

@@ -25,9 +25,9 @@ cdef void _enc_list(object v, bytearray out, Py_ssize_t depth) except *
 @cython.locals(a=double, t=double, j=int, digits=int, r=double)
 cpdef double f32_value(double d)
 
-@cython.locals(b=int, shift=int, start=Py_ssize_t)
+@cython.locals(b=int, shift=object, start=Py_ssize_t, value=object)
 cdef tuple _uvarint64(bytes buf, Py_ssize_t pos)
-@cython.locals(tag=int, cls=int)
+@cython.locals(tag=int, cls=int, n=object, e=object)
 cdef tuple _dec(bytes buf, Py_ssize_t pos, Py_ssize_t rem)
 @cython.locals(kt=int, s=Py_ssize_t)
 cdef tuple _long_key(bytes buf, Py_ssize_t pos)

@@ -25,7 +25,8 @@ memoryview and int / float / str subclasses are accepted on encode.
 Decoding raises only :class:`~.errors.ProtocolError` on bad input: truncated
 values, over-long varints, invalid float/discrete sub-codes, negative
 magnitudes above 2**63, invalid UTF-8, non-string map keys, nesting deeper than
-``max_depth`` (number of nested containers; a scalar has depth 0) and counts or
+``max_depth`` (number of nested containers; a scalar has depth 0; never above
+``limits.MAX_DEPTH_CAP``) and counts or
 lengths larger than the bytes that remain (checked before anything is built).
 Duplicate map keys: the last value wins (at the first key's position).
 
@@ -42,7 +43,7 @@ from typing import Any, Final
 
 from .errors import ProtocolError
 from . import speedups
-from .limits import DEFAULT_MAX_DEPTH
+from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
 
@@ -362,6 +363,8 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one PSON value filling ``data`` (trailing bytes are an error)."""
     if type(data) is not bytes:
         data = bytes(data)
+    if max_depth > MAX_DEPTH_CAP:
+        max_depth = MAX_DEPTH_CAP
     try:
         value, pos = _dec(data, 0, max_depth)
     except (IndexError, struct.error):
@@ -402,6 +405,8 @@ def decode_body_value(buf: bytes, pos: int, max_depth: int) -> tuple[Any, int]:
     Internal fast entry for the message codec (no copying); translates every
     failure into :class:`ProtocolError`.
     """
+    if max_depth > MAX_DEPTH_CAP:
+        max_depth = MAX_DEPTH_CAP
     try:
         value, pos = _dec(buf, pos, max_depth)
     except (IndexError, struct.error):

@@ -7,7 +7,7 @@ cdef int T_NULL, T_VARINT, T_SVARINT, T_FLOAT, T_DOUBLE, T_TRUE, T_FALSE, T_ZERO
 cdef int T_STRING, T_EMPTY_STRING, T_BYTES, T_EMPTY_BYTES, T_OBJECT, T_ARRAY, T_EMPTY
 cdef tuple _SMALL_VARINT
 
-@cython.locals(b=int, shift=int, start=Py_ssize_t)
+@cython.locals(b=int, shift=object, start=Py_ssize_t, value=object)
 cdef tuple _uvarint64(bytes buf, Py_ssize_t pos, Py_ssize_t end)
 @cython.locals(tag=int, cend=Py_ssize_t, kn=Py_ssize_t, d=dict, a=list)
 cdef tuple _dec(bytes buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t rem)

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .errors import ProtocolError
-from .limits import DEFAULT_MAX_DEPTH
+from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 from .pson import f32_value
 from . import speedups
 
@@ -248,6 +248,8 @@ def decode_at(
 
 def decode_body_value(buf: bytes, pos: int, end: int, max_depth: int) -> tuple[Any, int]:
     """Decode at ``pos`` for the message codec; every failure becomes :class:`ProtocolError`."""
+    if max_depth > MAX_DEPTH_CAP:
+        max_depth = MAX_DEPTH_CAP
     try:
         return _dec(buf, pos, end, max_depth)
     except (IndexError, struct.error):
