@@ -73,8 +73,11 @@ def build_extensions(root: Path, out_dir: Path) -> list[Path]:
         _log("IOTMP_PURE_BUILD set: pure-Python wheel")
         return []
     try:
-        from Cython.Compiler import Options
-        from Cython.Compiler.Main import CompilationOptions, compile_single
+        from Cython.Compiler import Options  # noqa: PLC0415 (optional)
+        from Cython.Compiler.Main import (  # noqa: PLC0415 (optional)
+            CompilationOptions,
+            compile_single,
+        )
     except ImportError:
         _log("Cython not installed: pure-Python wheel")
         return []
@@ -103,7 +106,9 @@ def build_extensions(root: Path, out_dir: Path) -> list[Path]:
             py.write_text(source, encoding="utf-8")
             shutil.copy(root / PACKAGE / f"{name}.pxd", work / f"_{name}_c.pxd")
             options = CompilationOptions(
-                compiler_directives=DIRECTIVES, language_level=3, output_file=str(py.with_suffix(".c"))
+                compiler_directives=DIRECTIVES,
+                language_level=3,
+                output_file=str(py.with_suffix(".c")),
             )
             result = compile_single(str(py), options, full_module_name=f"iotmp.protocol._{name}_c")
             if result.num_errors:

@@ -35,12 +35,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from . import pson, pson_legacy
+from . import pson, pson_legacy, speedups
 from .errors import ProtocolError
 from .limits import DEFAULT_LIMITS, Limits
 from .message import Message, MessageType, WireType
 from .varint import UINT32_LIMIT, encode_varint, try_decode_varint32
-from . import speedups
 
 __all__ = ["MessageDecoder", "decode_message", "encode_message"]
 

@@ -41,8 +41,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .errors import ProtocolError
 from . import speedups
+from .errors import ProtocolError
 from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
@@ -324,7 +324,7 @@ def _normalize(v: Any) -> Any:
 
 
 def f32_value(d: float) -> float:
-    """The value a float32 on the wire decodes to (``d`` is the float32 widened).
+    """Return the value a float32 on the wire decodes to (``d``: the float32 widened).
 
     The shortest decimal that reads back as the same float32: a device's
     ``21.6f`` is 21.600000381469727 as a double and decodes as ``21.6``.
@@ -339,7 +339,7 @@ def f32_value(d: float) -> float:
             return d
         t *= 10.0
         j += 1
-    if d != d:  # NaN
+    if d != d:  # noqa: PLR0124 (NaN; a C comparison when compiled)
         return d
     # A normal float32 is precise enough that no decimal of fewer than 6 digits
     # reads back unless its 6-digit rounding does; subnormals are less precise.
@@ -363,8 +363,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one PSON value filling ``data`` (trailing bytes are an error)."""
     if type(data) is not bytes:
         data = bytes(data)
-    if max_depth > MAX_DEPTH_CAP:
-        max_depth = MAX_DEPTH_CAP
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         value, pos = _dec(data, 0, max_depth)
     except (IndexError, struct.error):
@@ -405,8 +404,7 @@ def decode_body_value(buf: bytes, pos: int, max_depth: int) -> tuple[Any, int]:
     Internal fast entry for the message codec (no copying); translates every
     failure into :class:`ProtocolError`.
     """
-    if max_depth > MAX_DEPTH_CAP:
-        max_depth = MAX_DEPTH_CAP
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         value, pos = _dec(buf, pos, max_depth)
     except (IndexError, struct.error):

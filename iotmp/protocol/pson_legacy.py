@@ -40,10 +40,10 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
+from . import speedups
 from .errors import ProtocolError
 from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 from .pson import f32_value
-from . import speedups
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
 
@@ -248,8 +248,7 @@ def decode_at(
 
 def decode_body_value(buf: bytes, pos: int, end: int, max_depth: int) -> tuple[Any, int]:
     """Decode at ``pos`` for the message codec; every failure becomes :class:`ProtocolError`."""
-    if max_depth > MAX_DEPTH_CAP:
-        max_depth = MAX_DEPTH_CAP
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         return _dec(buf, pos, end, max_depth)
     except (IndexError, struct.error):

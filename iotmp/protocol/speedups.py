@@ -60,8 +60,10 @@ def _compiled_module(name: str) -> types.ModuleType | None:
 def install(
     name: str, namespace: dict[str, Any], names: tuple[str, ...], *, rebind: bool = True
 ) -> None:
-    """Keep a pure module's ``names`` as the Python implementation, then (unless
-    disabled, or ``rebind`` is false) replace them by the compiled module's.
+    """Register a pure module's ``names``; rebind them to the compiled module's.
+
+    The pure functions become the Python implementation; unless disabled (or
+    ``rebind`` is false) the module's names then point at the compiled ones.
 
     Called at the end of the pure module; its compiled copy runs it too, and
     does nothing.
@@ -86,14 +88,14 @@ def active() -> str:
 
 
 def python_impl() -> CodecImpl:
-    """The pure-Python codec (the reference), whatever is active."""
+    """Return the pure-Python codec (the reference), whatever is active."""
     for name in MODULES:
         importlib.import_module(f"{_PACKAGE}.{name}")
     return CodecImpl("python", *(_python[name] for name in MODULES))
 
 
 def compiled_impl() -> CodecImpl | None:
-    """The compiled codec if this installation has it (even when disabled), else None."""
+    """Return the compiled codec if installed (even when disabled), else None."""
     modules = [_compiled_module(name) for name in MODULES]
     if any(m is None for m in modules):
         return None

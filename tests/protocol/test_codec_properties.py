@@ -57,7 +57,9 @@ def test_message_roundtrip(impl: CodecImpl, msg: Message, legacy: bool) -> None:
     # a decoded message re-encodes to the same bytes (legacy PSON is lossy: a float
     # demoted to float32 0.0 comes back as 0.0 and re-encodes as the integer-zero tag)
     # (and a float32 decodes as its shortest decimal, which re-encodes as a double)
-    if WireType.PSON_LEGACY not in decoded.wire_types.values() and not has_short_f32(list(msg.fields.values())):
+    if WireType.PSON_LEGACY not in decoded.wire_types.values() and not has_short_f32(
+        list(msg.fields.values())
+    ):
         assert impl.codec.encode_message(decoded) == data
 
 

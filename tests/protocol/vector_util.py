@@ -61,7 +61,7 @@ def _f32(d: float) -> float | None:
 
 def shortest_f32(x: float) -> float:
     """The shortest decimal that reads back as float32 ``x`` (by definition: try 1..9 digits)."""
-    if x != x or x in (math.inf, -math.inf):
+    if math.isnan(x) or math.isinf(x):
         return x
     for digits in range(1, 10):
         r = float(f"{x:.{digits}g}")
