@@ -16,6 +16,7 @@ In-place build for a checkout (the ``.so`` files are git-ignored)::
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,23 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-# Compiled in this order; each entry: module, and the sibling imports its compiled
-# copy rewrites so that compiled modules call compiled modules.
-MODULES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("varint", ()),
-    ("pson", ()),
-    ("pson_legacy", (("from .pson import f32_value\n", "from ._pson_c import f32_value\n"),)),
-    (
-        "codec",
-        (
-            (
-                "from . import pson, pson_legacy\n",
-                "from . import _pson_c as pson\nfrom . import _pson_legacy_c as pson_legacy\n",
-            ),
-            ("from .varint import ", "from ._varint_c import "),
-        ),
-    ),
-)
+# Compiled in this order. In each compiled copy, imports of these siblings are
+# rewritten to their compiled copies, so that compiled modules call compiled ones.
+MODULES: tuple[str, ...] = ("varint", "pson", "pson_legacy", "codec")
 PACKAGE = Path("iotmp") / "protocol"
 DIRECTIVES = {
     "language_level": "3",
@@ -61,6 +48,23 @@ def _compiler() -> list[str] | None:
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     argv = shlex.split(cc)
     return argv if shutil.which(argv[0]) else None
+
+
+def _compiled_imports(source: str) -> str:
+    """Point ``from . import pson`` / ``from .pson import x`` at the compiled siblings."""
+
+    def sibling_names(match: re.Match[str]) -> str:
+        names = [n.strip() for n in match.group(1).split(",")]
+        return "\n".join(
+            f"from . import _{n}_c as {n}" if n in MODULES else f"from . import {n}" for n in names
+        )
+
+    source = re.sub(r"(?m)^from \. import ([\w, ]+)$", sibling_names, source)
+    return re.sub(
+        r"(?m)^from \.(\w+) import ",
+        lambda m: f"from ._{m.group(1)}_c import " if m.group(1) in MODULES else m.group(0),
+        source,
+    )
 
 
 def build_extensions(root: Path, out_dir: Path) -> list[Path]:
@@ -96,12 +100,8 @@ def build_extensions(root: Path, out_dir: Path) -> list[Path]:
         work.mkdir(parents=True)
         for init in (Path(tmp) / "iotmp" / "__init__.py", work / "__init__.py"):
             init.write_text("")
-        for name, rewrites in MODULES:
-            source = (root / PACKAGE / f"{name}.py").read_text(encoding="utf-8")
-            for old, new in rewrites:
-                if old not in source:
-                    raise RuntimeError(f"{name}.py: expected {old.strip()!r} to rewrite")
-                source = source.replace(old, new)
+        for name in MODULES:
+            source = _compiled_imports((root / PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
             py = work / f"_{name}_c.py"
             py.write_text(source, encoding="utf-8")
             shutil.copy(root / PACKAGE / f"{name}.pxd", work / f"_{name}_c.pxd")

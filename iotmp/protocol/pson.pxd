@@ -6,13 +6,15 @@ cimport cython
 cdef object _F32, _F64, _pack_f32, _unpack_f32, _pack_f64, _unpack_f32_from, _unpack_f64_from
 cdef int _CLS_UINT, _CLS_NINT, _CLS_STR, _CLS_BYTES, _CLS_MAP, _CLS_ARRAY
 cdef int _VK_UINT, _VK_STR, _VK_F32, _VK_MAP, _VK_DISCRETE, _VK_F64, _VK_ARRAY, _VK_ESC_UINT, _VK_OTHER
-cdef Py_ssize_t _TABLE_SIZE, _KEY_CACHE_MAX, _KEY_CACHE_MAX_LEN, MAX_ENCODE_DEPTH
-cdef double _F32_MIN_NORMAL, _INT64_MIN_F, _INT64_END_F
+cdef Py_ssize_t _TABLE_SIZE, _KEY_CACHE_MAX, _KEY_CACHE_MAX_LEN
+cdef double _F32_MIN_NORMAL, _F32_MAX, _INF, _INT64_MIN_F, _INT64_END_F
+cdef bint _COMPILED_LE
 cdef bytes _TRUE, _FALSE, _NULL, _TAG_F32, _TAG_F64
 cdef tuple _UINT, _NINT, _STR_HEAD, _BYTES_HEAD, _MAP_HEAD, _ARRAY_HEAD, _DISCRETE, _KLEN, _VKIND, _DISCRETE_BY_TAG
 cdef dict _key_cache
 
 cdef bytes _int_bytes(object v)
+@cython.locals(f=float)
 cdef bytes _float_bytes(double d)
 cdef bytes _str_bytes(str s)
 cdef bytes _key_bytes(object k)

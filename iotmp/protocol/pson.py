@@ -38,10 +38,18 @@ bytes, inlined leaf cases in the container loops); keep that in mind before
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
 from . import speedups
+
+try:  # Cython's pure-Python mode: True only in the compiled copy (see hatch_build.py)
+    import cython
+
+    _COMPILED_LE: bool = cython.compiled and sys.byteorder == "little"
+except ImportError:
+    _COMPILED_LE = False
 from .errors import ProtocolError
 from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 
@@ -54,6 +62,8 @@ _INT64_MIN_F: Final = -9223372036854775808.0
 _INT64_END_F: Final = 9223372036854775808.0
 _UINT64_LIMIT: Final = 1 << 64
 _F32_MIN_NORMAL: Final = 1.1754943508222875e-38  # 2**-126
+_F32_MAX: Final = 3.4028234663852886e38
+_INF: Final = float("inf")
 _NEG_LIMIT: Final = 1 << 63
 
 _F32: Final = struct.Struct("<f")
@@ -127,8 +137,16 @@ def _int_bytes(v: int) -> bytes:
 
 def _float_bytes(d: float) -> bytes:
     """Spec 5.2 rule 3: integer if whole and within int64, else float32 if exact, else float64."""
-    if _INT64_MIN_F <= d < _INT64_END_F and d.is_integer():
+    if _INT64_MIN_F <= d < _INT64_END_F and d % 1.0 == 0.0:
         return _int_bytes(int(d))
+    if _COMPILED_LE:  # the same rule with C casts instead of struct calls
+        if (d if d >= 0.0 else -d) <= _F32_MAX or d in (_INF, -_INF):  # not NaN
+            f = cython.cast(cython.float, d)
+            if f == d:
+                raw: bytes = cython.cast(cython.p_char, cython.address(f))[:4]
+                return _TAG_F32 + raw
+        raw = cython.cast(cython.p_char, cython.address(d))[:8]
+        return _TAG_F64 + raw
     try:
         f32 = _pack_f32(d)
     except OverflowError:  # finite, beyond float32 range
