@@ -137,9 +137,9 @@ def _int_bytes(v: int) -> bytes:
 
 def _float_bytes(d: float) -> bytes:
     """Spec 5.2 rule 3: integer if whole and within int64, else float32 if exact, else float64."""
-    if _INT64_MIN_F <= d < _INT64_END_F and d % 1.0 == 0.0:
-        return _int_bytes(int(d))
-    if _COMPILED_LE:  # the same rule with C casts instead of struct calls
+    if _COMPILED_LE:  # the same rule with C arithmetic and casts instead of calls
+        if _INT64_MIN_F <= d < _INT64_END_F and d % 1.0 == 0.0:
+            return _int_bytes(int(d))
         if (d if d >= 0.0 else -d) <= _F32_MAX or d in (_INF, -_INF):  # not NaN
             f = cython.cast(cython.float, d)
             if f == d:
@@ -147,6 +147,8 @@ def _float_bytes(d: float) -> bytes:
                 return _TAG_F32 + raw
         raw = cython.cast(cython.p_char, cython.address(d))[:8]
         return _TAG_F64 + raw
+    if _INT64_MIN_F <= d < _INT64_END_F and d.is_integer():
+        return _int_bytes(int(d))
     try:
         f32 = _pack_f32(d)
     except OverflowError:  # finite, beyond float32 range
@@ -349,6 +351,8 @@ def f32_value(d: float) -> float:
     Values whose exact decimal has at most 6 significant digits (23.5, 0.25)
     are that decimal already; the loop finds them without formatting.
     """
+    if -1e4 < d < 1e4 and (d * 4.0) % 1.0 == 0.0:  # quarters below 1e4: <= 6 digits
+        return d
     a = d if d >= 0.0 else -d
     t = a
     j = 0
