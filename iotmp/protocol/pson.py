@@ -18,7 +18,10 @@ Value model: ``int``, ``float``, ``bool``, ``None``, ``str``, ``bytes``,
 ``list`` and ``dict[str, Any]``. Encoding follows the reference encoders byte
 for byte (spec 5.2): whole doubles within int64 become integers (so ``1.0``
 decodes as ``1`` and ``-0.0`` as ``0``), other doubles are float32 when that is
-exact (and for +-inf), else float64 (NaN is always float64). Map key order is
+exact (and for +-inf), else float64 (NaN is always float64). A float32 decodes
+as the shortest decimal that reads back as the same float32 (``21.6f`` is
+``21.6``, not 21.600000381469727; :func:`f32_value`), so a decoded ``21.6``
+re-encodes as float64 (same value; see docs/codec.md). Map key order is
 the dict's insertion order. Tuples, other sequences and mappings, bytearray /
 memoryview and int / float / str subclasses are accepted on encode.
 
