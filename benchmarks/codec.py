@@ -1,14 +1,17 @@
 """PSON / IOTMP codec benchmark against stdlib json, measured in the same run.
 
-Run: ``python benchmarks/codec.py [--repeat N] [--markdown] [--clock cpu|wall]``
+Run: ``python benchmarks/codec.py [--rounds N] [--markdown] [--clock cpu|wall]``
 or, for machine-independent figures, ``python benchmarks/codec.py --instructions``
 (needs valgrind; counts CPU instructions per operation with callgrind).
 
-For each payload it times PSON encode/decode and ``json.dumps(v).encode()`` /
-``json.loads(b)`` (bytes in and out on both sides, so the comparison is fair)
-and prints the median ns per operation and the ratio PSON / json (below 1.0
-means PSON is faster). Legacy PSON is timed too (no target). It also times the
-IOTMP message codec for a STREAM_DATA carrying the sensor sample (no baseline).
+For each payload it times PSON encode/decode, with the pure-Python codec and
+the compiled one (``python hatch_build.py --inplace`` builds it for the running
+interpreter), and ``json.dumps(v).encode()`` / ``json.loads(b)`` (bytes in and
+out on both sides, so the comparison is fair). Every operation is timed once
+per round, rounds interleave all of them, and it prints the median ns and the
+ratio PSON / json (min and median over rounds, each ratio within one round;
+below 1.0 means PSON is faster). Legacy PSON is timed too (no target), and the
+IOTMP message codec for a STREAM_DATA carrying the sensor sample.
 """
 
 from __future__ import annotations
@@ -46,13 +49,12 @@ for _name, _path in (
 
 from iotmp.protocol import (  # noqa: E402 (after the package stubs)
     Message,
-    MessageDecoder,
     MessageType,
-    decode_message,
-    encode_message,
     pson,
-    pson_legacy,
 )
+from iotmp.protocol.speedups import compiled_impl, python_impl  # noqa: E402
+
+IMPL_OF = {"python": python_impl(), "compiled": compiled_impl()}
 
 SENSOR = {"temperature": 23.5, "humidity": 60, "pressure": 1013, "label": "outdoor"}
 DESCRIBE = {f"resource_{i:02d}": {"fn": (i % 4) + 1} for i in range(20)}
@@ -78,7 +80,8 @@ PAYLOADS: list[tuple[str, Any]] = [
     ("DESCRIBE, 20 resources", DESCRIBE),
     ("~1 KiB map", KIB),
 ]
-IMPLS = ("pson", "json", "legacy")
+# pson / legacy: pure Python; pson_c / legacy_c: the compiled codec (if built)
+IMPLS = ("pson", "pson_c", "json", "legacy", "legacy_c")
 MESSAGE_OPS = (
     "encode_message(STREAM_DATA sensor)",
     "decode_message(STREAM_DATA sensor)",
@@ -93,17 +96,25 @@ def payload_op(index: int, impl: str, op: str) -> Callable[[], Any]:
     if impl == "json":
         data = dumps(value).encode()
         return (lambda: dumps(value).encode()) if op == "enc" else (lambda: loads(data))
-    codec: Any = pson if impl == "pson" else pson_legacy
+    which = IMPL_OF["compiled" if impl.endswith("_c") else "python"]
+    if which is None:
+        raise SystemExit("the compiled codec is not built: python hatch_build.py --inplace")
+    codec: Any = which.pson if impl.startswith("pson") else which.pson_legacy
     encoded = codec.encode(value)
     enc, dec = codec.encode, codec.decode
     return (lambda: enc(value)) if op == "enc" else (lambda: dec(encoded))
 
 
-def message_op(index: int) -> Callable[[], Any]:
+def message_op(index: int, impl: str = "python") -> Callable[[], Any]:
     """The callable for one IOTMP message operation (see MESSAGE_OPS)."""
+    which = IMPL_OF[impl]
+    if which is None:
+        raise SystemExit("the compiled codec is not built: python hatch_build.py --inplace")
+    codec = which.codec
+    encode_message, decode_message = codec.encode_message, codec.decode_message
     msg = Message.build(MessageType.STREAM_DATA, stream_id=161, payload=SENSOR)
     frame = encode_message(msg)
-    decoder = MessageDecoder()
+    decoder = codec.MessageDecoder()
     return [
         lambda: encode_message(msg),
         lambda: decode_message(frame),
@@ -112,25 +123,16 @@ def message_op(index: int) -> Callable[[], Any]:
 
 
 def op_by_key(key: str) -> Callable[[], Any]:
-    """``p:<payload>:<impl>:<enc|dec>`` or ``m:<message op>``."""
+    """``p:<payload>:<impl>:<enc|dec>`` or ``m:<message op>[:<python|compiled>]``."""
     parts = key.split(":")
     if parts[0] == "m":
-        return message_op(int(parts[1]))
+        return message_op(int(parts[1]), parts[2] if len(parts) > 2 else "python")
     return payload_op(int(parts[1]), parts[2], parts[3])
 
 
 # ---------------------------------------------------------------- wall/cpu time
 
 TIMERS = {"cpu": time.thread_time, "wall": time.perf_counter}
-
-
-def median_ns(fn: Callable[[], Any], repeat: int, clock: str, target_s: float = 0.2) -> float:
-    """Median time per call in ns (calls per sample auto-sized to ~target_s)."""
-    timer = timeit.Timer(fn, timer=TIMERS[clock])
-    number, _ = timer.autorange()
-    number = max(1, int(number * target_s / 0.2))
-    samples = timer.repeat(repeat=repeat, number=number)
-    return statistics.median(samples) / number * 1e9
 
 
 # ------------------------------------------------------ instructions (callgrind)
@@ -175,28 +177,49 @@ def run_loops(key: str, loops: int) -> None:
 # ------------------------------------------------------------------------ main
 
 
-def _measure(args: argparse.Namespace) -> tuple[dict[tuple[int, str, str], float], list[float]]:
+Samples = dict[str, list[float]]
+
+
+def _keys() -> list[str]:
+    keys = [
+        f"p:{i}:{impl}:{op}"
+        for i in range(len(PAYLOADS))
+        for impl in IMPLS
+        for op in ("enc", "dec")
+        if IMPL_OF["compiled"] is not None or not impl.endswith("_c")
+    ]
+    impls = [n for n, v in IMPL_OF.items() if v is not None]
+    return keys + [f"m:{i}:{impl}" for i in range(len(MESSAGE_OPS)) for impl in impls]
+
+
+def _measure(args: argparse.Namespace) -> Samples:
+    """Per key, one figure per round; rounds interleave every operation (and json)."""
+    keys = _keys()
     if args.instructions:
+        return {key: [instructions_per_op(key, args.loops)] for key in keys}
+    timers = {}
+    for key in keys:
+        timer = timeit.Timer(op_by_key(key), timer=TIMERS[args.clock])
+        number, _ = timer.autorange()
+        timers[key] = (timer, max(1, number // 4))
+    samples: Samples = {key: [] for key in keys}
+    for r in range(args.rounds):
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]  # rotate the start
+        for key in order:
+            timer, number = timers[key]
+            samples[key].append(min(timer.repeat(repeat=3, number=number)) / number * 1e9)
+    return samples
 
-        def measure(key: str) -> float:
-            return instructions_per_op(key, args.loops)
-    else:
 
-        def measure(key: str) -> float:
-            return median_ns(op_by_key(key), args.repeat, args.clock)
-
-    results = {}
-    for i in range(len(PAYLOADS)):
-        for impl in IMPLS:
-            for op in ("enc", "dec"):
-                results[(i, impl, op)] = measure(f"p:{i}:{impl}:{op}")
-    messages = [measure(f"m:{i}") for i in range(len(MESSAGE_OPS))]
-    return results, messages
+def _ratio(samples: Samples, key: str, base: str) -> tuple[float, float]:
+    """(min, median) over rounds of key / base, each ratio within one round."""
+    ratios = [a / b for a, b in zip(samples[key], samples[base], strict=True)]
+    return min(ratios), statistics.median(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=7, help="timing samples (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (min, median)")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument(
         "--clock",
@@ -217,60 +240,71 @@ def main() -> None:
         return
     if args.instructions and shutil.which("valgrind") is None:
         parser.error("--instructions needs valgrind")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
 
-    results, messages = _measure(args)
+    samples = _measure(args)
     unit = "instructions" if args.instructions else "ns"
     how = (
         f"callgrind, {args.loops} calls, Ir per call"
         if args.instructions
-        else f"median of {args.repeat}, clock={args.clock}"
+        else f"{args.rounds} interleaved rounds, clock={args.clock}; ns = median"
     )
     py = f"{platform.python_implementation()} {platform.python_version()}"
-    print(f"# {py} on {platform.machine()}; {how}")
-
+    print(f"# {py} on {platform.machine()}; {how}; ratios = codec / json, min / median")
+    impls = [("python", "pson", "legacy"), ("compiled", "pson_c", "legacy_c")]
+    impls = [row for row in impls if IMPL_OF[row[0]] is not None]
     if args.markdown:
         print(
-            f"\n| payload | bytes PSON / legacy / JSON | encode PSON / json ({unit}) | ratio "
-            f"| decode PSON / json ({unit}) | ratio | legacy encode / decode ({unit}) |"
+            f"\n| payload | codec | bytes PSON / JSON | encode PSON / json ({unit}) "
+            f"| ratio min / median | decode PSON / json ({unit}) | ratio min / median "
+            f"| legacy encode / decode ({unit}) |"
         )
-        print("|---|---|---|---|---|---|---|")
-    else:
-        print(
-            f"{'payload':24} {'bytes P/L/J':>13} {'enc PSON':>9} {'enc json':>9} {'ratio':>5} "
-            f"{'dec PSON':>9} {'dec json':>9} {'ratio':>5} {'enc leg':>9} {'dec leg':>9}"
-        )
+        print("|---|---|---|---|---|---|---|---|")
     for i, (name, value) in enumerate(PAYLOADS):
-        sizes = (
-            len(pson.encode(value)),
-            len(pson_legacy.encode(value)),
-            len(json.dumps(value).encode()),
-        )
-        ep, ej, el = (results[(i, impl, "enc")] for impl in IMPLS)
-        dp, dj, dl = (results[(i, impl, "dec")] for impl in IMPLS)
-        if args.markdown:
-            print(
-                f"| {name} | {sizes[0]} / {sizes[1]} / {sizes[2]} | {ep:,.0f} / {ej:,.0f} "
-                f"| **{ep / ej:.2f}** | {dp:,.0f} / {dj:,.0f} | **{dp / dj:.2f}** "
-                f"| {el:,.0f} / {dl:,.0f} |"
-            )
-        else:
-            size_text = "/".join(str(s) for s in sizes)
-            print(
-                f"{name:24} {size_text:>13} {ep:9.0f} {ej:9.0f} {ep / ej:5.2f} "
-                f"{dp:9.0f} {dj:9.0f} {dp / dj:5.2f} {el:9.0f} {dl:9.0f}"
-            )
+        sizes = (len(pson.encode(value)), len(json.dumps(value).encode()))
+        ej, dj = (statistics.median(samples[f"p:{i}:json:{op}"]) for op in ("enc", "dec"))
+        for label, new, legacy in impls:
+            ep, dp = (statistics.median(samples[f"p:{i}:{new}:{op}"]) for op in ("enc", "dec"))
+            el, dl = (statistics.median(samples[f"p:{i}:{legacy}:{op}"]) for op in ("enc", "dec"))
+            er = _ratio(samples, f"p:{i}:{new}:enc", f"p:{i}:json:enc")
+            dr = _ratio(samples, f"p:{i}:{new}:dec", f"p:{i}:json:dec")
+            if args.markdown:
+                print(
+                    f"| {name} | {label} | {sizes[0]} / {sizes[1]} | {ep:,.0f} / {ej:,.0f} "
+                    f"| **{er[0]:.2f}** / {er[1]:.2f} | {dp:,.0f} / {dj:,.0f} "
+                    f"| **{dr[0]:.2f}** / {dr[1]:.2f} | {el:,.0f} / {dl:,.0f} |"
+                )
+            else:
+                print(
+                    f"{name:24} {label:8} enc {ep:8.0f} / {ej:8.0f} ratio {er[0]:4.2f} / "
+                    f"{er[1]:4.2f}   dec {dp:8.0f} / {dj:8.0f} ratio {dr[0]:4.2f} / {dr[1]:4.2f}"
+                    f"   legacy {el:8.0f} / {dl:8.0f}"
+                )
     frame_len = len(
-        encode_message(Message.build(MessageType.STREAM_DATA, stream_id=161, payload=SENSOR))
+        python_impl().codec.encode_message(
+            Message.build(MessageType.STREAM_DATA, stream_id=161, payload=SENSOR)
+        )
     )
+    labels = [label for label, _, _ in impls]
     if args.markdown:
-        print(f"\n| IOTMP message operation ({frame_len}-byte frame) | {unit} |")
-        print("|---|---|")
-        for name, cost in zip(MESSAGE_OPS, messages, strict=True):
-            print(f"| {name} | {cost:,.0f} |")
+        print(
+            f"\n| IOTMP message operation ({frame_len}-byte frame) | "
+            + " | ".join(f"{label} ({unit})" for label in labels)
+            + " |"
+        )
+        print("|---|" + "---|" * len(labels))
     else:
         print()
-        for name, cost in zip(MESSAGE_OPS, messages, strict=True):
-            print(f"{name:40} {cost:10.0f} {unit} ({frame_len}-byte frame)")
+    for m, name in enumerate(MESSAGE_OPS):
+        costs = [statistics.median(samples[f"m:{m}:{label}"]) for label in labels]
+        if args.markdown:
+            print(f"| {name} | " + " | ".join(f"{c:,.0f}" for c in costs) + " |")
+        else:
+            print(
+                f"{name:40} "
+                + "  ".join(f"{label} {c:8.0f}" for label, c in zip(labels, costs, strict=True))
+            )
 
 
 if __name__ == "__main__":

@@ -73,27 +73,45 @@ standalone_python() {
     echo "$candidate"
 }
 
-# build_wheel: build the iotmp wheel (and sdist) from the checkout into $DIST_DIR
-# with the standalone venv's build tools (no download: --no-isolation).
+# build_wheel: build the sdist and, from it, the pure-Python wheel (what a machine
+# without a compiler gets) into $DIST_DIR with the standalone venv's build tools
+# (no download: --no-isolation). Each leg then builds its own wheel, with the
+# compiled codec: see install_wheel.
 build_wheel() {
     [[ -x $STANDALONE_VENV/bin/python ]] || die "no venv at $STANDALONE_VENV: run scripts/setup"
     rm -rf "$DIST_DIR" "$IOTMP_ROOT/build/sdist-check"
     mkdir -p "$DIST_DIR"
-    "$STANDALONE_VENV/bin/python" -m build --no-isolation --outdir "$DIST_DIR" "$IOTMP_ROOT" \
+    IOTMP_PURE_BUILD=1 "$STANDALONE_VENV/bin/python" -m build --no-isolation --outdir "$DIST_DIR" "$IOTMP_ROOT" \
         >"$DIST_DIR/build.log" 2>&1 || { tail -n 30 "$DIST_DIR/build.log" >&2; die "building the wheel failed"; }
     wheel_path >/dev/null || die "no wheel in $DIST_DIR"
 }
 
 wheel_path() { compgen -G "$DIST_DIR/iotmp-*.whl" | head -n 1; }
 
-# install_wheel NAME PYTHON EXTRAS CONSTRAINTS [RUNNER...]: put the built wheel in a
-# venv: reinstall the package itself, then let pip satisfy its declared
-# dependencies within the leg's constraints (a no-op when they are there already).
+# build_leg_wheel NAME PYTHON [RUNNER...]: build the wheel again with the leg's own
+# interpreter into $DIST_DIR/NAME (the compiled codec is specific to the
+# interpreter and platform; hatchling and Cython are in every leg's venv).
+build_leg_wheel() {
+    local name=$1 python=$2; shift 2
+    local -a run=("$@")
+    local out=$DIST_DIR/$name
+    rm -rf "$out"
+    mkdir -p "$out"
+    "${run[@]}" "$python" -m pip wheel --disable-pip-version-check -q --no-deps \
+        --no-build-isolation -w "$out" "$IOTMP_ROOT" >"$out/build.log" 2>&1 ||
+        { tail -n 30 "$out/build.log" >&2; die "$name: building the wheel failed"; }
+    compgen -G "$out/iotmp-*.whl" | head -n 1
+}
+
+# install_wheel NAME PYTHON EXTRAS CONSTRAINTS [RUNNER...]: build the leg's wheel
+# and put it in the venv: reinstall the package itself, then let pip satisfy its
+# declared dependencies within the leg's constraints (a no-op when they are there).
 install_wheel() {
     local name=$1 python=$2 extras=$3 constraints=$4; shift 4
     local -a run=("$@") pip cons=()
     local wheel
-    wheel=$(wheel_path) || die "no wheel built"
+    wheel=$(build_leg_wheel "$name" "$python" "${run[@]}") && [[ -n $wheel ]] ||
+        die "$name: no wheel built"
     pip=("$python" -m pip install --disable-pip-version-check -q)
     [[ -n $constraints ]] && cons=(-c "$constraints")
     "${run[@]}" "${pip[@]}" --force-reinstall --no-deps "$wheel" >/dev/null 2>&1 ||
@@ -102,6 +120,8 @@ install_wheel() {
         true
     "${run[@]}" "$python" -P -c "import iotmp, sys; sys.exit(0 if '/site-packages/' in iotmp.__file__ else 1)" ||
         die "$name: iotmp is not imported from the installed wheel"
+    log "$name: installed $(basename "$wheel") (codec: $("${run[@]}" "$python" -P -c \
+        'from iotmp.protocol import speedups; print(speedups.active())'))"
 }
 
 # Interpreter for the minimum leg (exactly 3.13.0: the lowest Python we support).

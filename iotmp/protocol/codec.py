@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from . import pson, pson_legacy
+from . import pson, pson_legacy, speedups
 from .errors import ProtocolError
 from .limits import DEFAULT_LIMITS, Limits
 from .message import Message, MessageType, WireType
@@ -55,7 +55,7 @@ _SMALL_VARINT: Final[tuple[bytes, ...]] = tuple(encode_varint(n) for n in range(
 # internal entry points (same package), skipping one dispatch per field.
 _pson_enc = pson._enc
 _pson_map = pson._enc_map
-_legacy_into = pson_legacy.encode_into
+_legacy_enc = pson_legacy._enc
 _pson_dec = pson.decode_body_value
 _legacy_dec = pson_legacy.decode_body_value
 
@@ -104,7 +104,7 @@ def encode_message(msg: Message, *, legacy: bool = False) -> bytes:
                 raise ValueError(f"field {fid}: varint value {value} outside 0 .. 2**32-1")
             body += _uvarint(int(value))
         elif wt == _WT_LEGACY:
-            _legacy_into(value, body)
+            _legacy_enc(value, body, 0)
         else:
             raise ValueError(f"field {fid}: unsupported wire type {wt}")
     mtype = msg.type
@@ -279,3 +279,7 @@ class MessageDecoder:
                 pending = (pending[0], pending[1], pending[2] - pos)
         self._pending = pending
         return out
+
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("codec", globals(), ("encode_message", "decode_message", "MessageDecoder"))

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 DEFAULT_MAX_DEPTH = 32
+# Decoders never nest deeper than this, whatever ``max_depth`` says: the pure
+# decoder recurses once per level (Python's recursion limit) and the compiled
+# one on the C stack, so both stop here with the same error.
+MAX_DEPTH_CAP = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,14 +18,18 @@ Value model: ``int``, ``float``, ``bool``, ``None``, ``str``, ``bytes``,
 ``list`` and ``dict[str, Any]``. Encoding follows the reference encoders byte
 for byte (spec 5.2): whole doubles within int64 become integers (so ``1.0``
 decodes as ``1`` and ``-0.0`` as ``0``), other doubles are float32 when that is
-exact (and for +-inf), else float64 (NaN is always float64). Map key order is
+exact (and for +-inf), else float64 (NaN is always float64). A float32 decodes
+as the shortest decimal that reads back as the same float32 (``21.6f`` is
+``21.6``, not 21.600000381469727; :func:`f32_value`), so a decoded ``21.6``
+re-encodes as float64 (same value; see docs/codec.md). Map key order is
 the dict's insertion order. Tuples, other sequences and mappings, bytearray /
 memoryview and int / float / str subclasses are accepted on encode.
 
 Decoding raises only :class:`~.errors.ProtocolError` on bad input: truncated
 values, over-long varints, invalid float/discrete sub-codes, negative
 magnitudes above 2**63, invalid UTF-8, non-string map keys, nesting deeper than
-``max_depth`` (number of nested containers; a scalar has depth 0) and counts or
+``max_depth`` (number of nested containers; a scalar has depth 0; never above
+``limits.MAX_DEPTH_CAP``) and counts or
 lengths larger than the bytes that remain (checked before anything is built).
 Duplicate map keys: the last value wins (at the first key's position).
 
@@ -37,11 +41,20 @@ bytes, inlined leaf cases in the container loops); keep that in mind before
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
+from . import speedups
+
+try:  # Cython's pure-Python mode: True only in the compiled copy (see hatch_build.py)
+    import cython
+
+    _COMPILED_LE: bool = cython.compiled and sys.byteorder == "little"
+except ImportError:
+    _COMPILED_LE = False
 from .errors import ProtocolError
-from .limits import DEFAULT_MAX_DEPTH
+from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
 
@@ -51,6 +64,9 @@ MAX_ENCODE_DEPTH: Final = 256
 _INT64_MIN_F: Final = -9223372036854775808.0
 _INT64_END_F: Final = 9223372036854775808.0
 _UINT64_LIMIT: Final = 1 << 64
+_F32_MIN_NORMAL: Final = 1.1754943508222875e-38  # 2**-126
+_F32_MAX: Final = 3.4028234663852886e38
+_INF: Final = float("inf")
 _NEG_LIMIT: Final = 1 << 63
 
 _F32: Final = struct.Struct("<f")
@@ -124,6 +140,16 @@ def _int_bytes(v: int) -> bytes:
 
 def _float_bytes(d: float) -> bytes:
     """Spec 5.2 rule 3: integer if whole and within int64, else float32 if exact, else float64."""
+    if _COMPILED_LE:  # the same rule with C arithmetic and casts instead of calls
+        if _INT64_MIN_F <= d < _INT64_END_F and d % 1.0 == 0.0:
+            return _int_bytes(int(d))
+        if (d if d >= 0.0 else -d) <= _F32_MAX or d in (_INF, -_INF):  # not NaN
+            f = cython.cast(cython.float, d)
+            if f == d:
+                raw: bytes = cython.cast(cython.p_char, cython.address(f))[:4]
+                return _TAG_F32 + raw
+        raw = cython.cast(cython.p_char, cython.address(d))[:8]
+        return _TAG_F64 + raw
     if _INT64_MIN_F <= d < _INT64_END_F and d.is_integer():
         return _int_bytes(int(d))
     try:
@@ -320,6 +346,40 @@ def _normalize(v: Any) -> Any:
 # --------------------------------------------------------------------------- decode
 
 
+def f32_value(d: float) -> float:
+    """Return the value a float32 on the wire decodes to (``d``: the float32 widened).
+
+    The shortest decimal that reads back as the same float32: a device's
+    ``21.6f`` is 21.600000381469727 as a double and decodes as ``21.6``.
+    Values whose exact decimal has at most 6 significant digits (23.5, 0.25)
+    are that decimal already; the loop finds them without formatting.
+    """
+    if -1e4 < d < 1e4 and (d * 4.0) % 1.0 == 0.0:  # quarters below 1e4: <= 6 digits
+        return d
+    a = d if d >= 0.0 else -d
+    t = a
+    j = 0
+    while t < 1e6 and j < 13:  # t = |d| * 10**j, exact for a float32 while j <= 12
+        if t % 1.0 == 0.0:  # d's exact decimal has at most 6 significant digits
+            return d
+        t *= 10.0
+        j += 1
+    if d != d:  # noqa: PLR0124 (NaN; a C comparison when compiled)
+        return d
+    # A normal float32 is precise enough that no decimal of fewer than 6 digits
+    # reads back unless its 6-digit rounding does; subnormals are less precise.
+    digits = 6 if a >= _F32_MIN_NORMAL else 1
+    while digits < 9:  # any float32 reads back from 9 significant digits
+        r = float(f"{d:.{digits}g}")
+        try:
+            if _unpack_f32(_pack_f32(r))[0] == d:
+                return r
+        except OverflowError:  # rounded up past the float32 range
+            pass
+        digits += 1
+    return float(f"{d:.9g}")
+
+
 def _truncated() -> ProtocolError:
     return ProtocolError("truncated PSON value")
 
@@ -328,6 +388,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one PSON value filling ``data`` (trailing bytes are an error)."""
     if type(data) is not bytes:
         data = bytes(data)
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         value, pos = _dec(data, 0, max_depth)
     except (IndexError, struct.error):
@@ -368,6 +429,7 @@ def decode_body_value(buf: bytes, pos: int, max_depth: int) -> tuple[Any, int]:
     Internal fast entry for the message codec (no copying); translates every
     failure into :class:`ProtocolError`.
     """
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         value, pos = _dec(buf, pos, max_depth)
     except (IndexError, struct.error):
@@ -442,7 +504,7 @@ def _dec(buf: bytes, pos: int, rem: int) -> tuple[Any, int]:
         return n, pos
     if cls == 2:
         if n == 0:
-            return _unpack_f32_from(buf, pos)[0], pos + 4
+            return f32_value(_unpack_f32_from(buf, pos)[0]), pos + 4
         if n == 1:
             return _unpack_f64_from(buf, pos)[0], pos + 8
         raise ProtocolError(f"invalid PSON float sub-code {n}")
@@ -547,7 +609,7 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
             pos = s + vt - 0x80
             d[key] = buf[s:pos].decode()
         elif k == _VK_F32:
-            d[key] = _unpack_f32_from(buf, pos + 1)[0]
+            d[key] = f32_value(_unpack_f32_from(buf, pos + 1)[0])
             pos += 5
         elif k == _VK_MAP:
             if rem <= 0:
@@ -581,7 +643,7 @@ def _map(buf: bytes, pos: int, n: int, rem: int) -> tuple[dict[str, Any], int]:
                     pos = s + vt - 0x80
                     sub[skey] = buf[s:pos].decode()
                 elif k == _VK_F32:
-                    sub[skey] = _unpack_f32_from(buf, pos + 1)[0]
+                    sub[skey] = f32_value(_unpack_f32_from(buf, pos + 1)[0])
                     pos += 5
                 elif k == _VK_DISCRETE:
                     sub[skey] = _DISCRETE_BY_TAG[vt]
@@ -623,7 +685,7 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
             append(vt)
             pos += 1
         elif k == _VK_F32:
-            append(_unpack_f32_from(buf, pos + 1)[0])
+            append(f32_value(_unpack_f32_from(buf, pos + 1)[0]))
             pos += 5
         elif k == _VK_STR:
             s = pos + 1
@@ -649,3 +711,7 @@ def _array(buf: bytes, pos: int, n: int, rem: int) -> tuple[list[Any], int]:
             x, pos = _dec(buf, pos, rem)
             append(x)
     return a, pos
+
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("pson", globals(), ("encode", "encode_into", "decode", "decode_at"))

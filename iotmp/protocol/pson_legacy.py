@@ -40,8 +40,10 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
+from . import speedups
 from .errors import ProtocolError
-from .limits import DEFAULT_MAX_DEPTH
+from .limits import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP
+from .pson import f32_value
 
 __all__ = ["MAX_ENCODE_DEPTH", "decode", "decode_at", "encode", "encode_into"]
 
@@ -224,7 +226,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode exactly one legacy PSON value filling ``data``."""
     if type(data) is not bytes:
         data = bytes(data)
-    value, pos = decode_at(data, 0, len(data), max_depth)
+    value, pos = decode_body_value(data, 0, len(data), max_depth)
     if pos != len(data):
         raise ProtocolError(f"{len(data) - pos} trailing bytes after the PSON value")
     return value
@@ -246,6 +248,7 @@ def decode_at(
 
 def decode_body_value(buf: bytes, pos: int, end: int, max_depth: int) -> tuple[Any, int]:
     """Decode at ``pos`` for the message codec; every failure becomes :class:`ProtocolError`."""
+    max_depth = min(max_depth, MAX_DEPTH_CAP)
     try:
         return _dec(buf, pos, end, max_depth)
     except (IndexError, struct.error):
@@ -307,7 +310,7 @@ def _dec(buf: bytes, pos: int, end: int, rem: int) -> tuple[Any, int]:
     if tag == T_FLOAT:
         if pos + 4 > end:
             raise ProtocolError("truncated legacy PSON float")
-        return _unpack_f32_from(buf, pos)[0], pos + 4
+        return f32_value(_unpack_f32_from(buf, pos)[0]), pos + 4
     if tag == T_ZERO:
         return 0, pos
     if tag == T_ONE:
@@ -345,3 +348,7 @@ def _dec(buf: bytes, pos: int, end: int, rem: int) -> tuple[Any, int]:
     if tag == T_EMPTY_BYTES:
         return b"", pos
     raise ProtocolError(f"invalid legacy PSON tag 0x{tag:02x}")
+
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("pson_legacy", globals(), ("encode", "encode_into", "decode", "decode_at"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from . import speedups
 from .errors import ProtocolError
 
 MAX_VARINT32_BYTES: Final = 5
@@ -117,3 +118,13 @@ def decode_varint64(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, in
     if pos - start >= MAX_VARINT64_BYTES:
         raise ProtocolError(f"varint at offset {start} is longer than {MAX_VARINT64_BYTES} bytes")
     raise ProtocolError(f"truncated varint at offset {start}")
+
+
+# Registered only: the compiled codec calls the compiled copy directly, and
+# nothing else decodes varints often enough to want it (see speedups).
+speedups.install(
+    "varint",
+    globals(),
+    ("encode_varint", "varint_size", "decode_varint32", "try_decode_varint32", "decode_varint64"),
+    rebind=False,
+)

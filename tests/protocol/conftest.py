@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from session_helpers import LOCALHOST, IotmpTestServer, RawPeer
+
+from iotmp.protocol.speedups import CodecImpl, compiled_impl, python_impl
 
 # --------------------------------------------------------------------- TLS
 
@@ -120,3 +123,27 @@ async def raw_peers() -> AsyncIterator[Callable[[int], Awaitable[RawPeer]]]:
     yield factory
     for peer in peers:
         await peer.close()
+
+
+# ------------------------------------------------------- codec implementations
+
+
+def _impl_param(name: str) -> Any:
+    return pytest.param(name, id=name)
+
+
+@pytest.fixture(scope="session", params=[_impl_param("python"), _impl_param("compiled")])
+def impl(request: pytest.FixtureRequest) -> CodecImpl:
+    """Each codec implementation in turn: the pure-Python reference, then the compiled one.
+
+    The compiled one is skipped where it was not built, unless
+    IOTMP_REQUIRE_EXTENSIONS=1 (scripts/test sets it where a compiler exists).
+    """
+    if request.param == "python":
+        return python_impl()
+    compiled = compiled_impl()
+    if compiled is None:
+        if os.environ.get("IOTMP_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+            pytest.fail("the compiled codec is not installed (IOTMP_REQUIRE_EXTENSIONS=1)")
+        pytest.skip("the compiled codec is not installed")
+    return compiled

@@ -9,12 +9,10 @@ from vector_util import from_json, load, same
 
 from iotmp.protocol import (
     Message,
-    MessageDecoder,
     MessageType,
     WireType,
-    decode_message,
-    encode_message,
 )
+from iotmp.protocol.speedups import CodecImpl
 
 FRAMES = load("frames.json")
 
@@ -47,19 +45,19 @@ def test_frame_file_shape() -> None:
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=_ids)
-def test_decode(frame: dict[str, Any]) -> None:
-    msg = decode_message(bytes.fromhex(frame["hex"]))
+def test_decode(impl: CodecImpl, frame: dict[str, Any]) -> None:
+    msg = impl.codec.decode_message(bytes.fromhex(frame["hex"]))
     _check(msg, frame)
     assert isinstance(msg.type, MessageType)
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=_ids)
-def test_encode_recorded_fields(frame: dict[str, Any]) -> None:
-    assert encode_message(_recorded(frame)).hex() == frame["hex"]
+def test_encode_recorded_fields(impl: CodecImpl, frame: dict[str, Any]) -> None:
+    assert impl.codec.encode_message(_recorded(frame)).hex() == frame["hex"]
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=_ids)
-def test_encode_default_wire_types(frame: dict[str, Any]) -> None:
+def test_encode_default_wire_types(impl: CodecImpl, frame: dict[str, Any]) -> None:
     """Without explicit wire types the default rule gives the same bytes.
 
     (The default is "int 0..2**32-1 -> varint, else PSON"; legacy frames use
@@ -69,13 +67,13 @@ def test_encode_default_wire_types(frame: dict[str, Any]) -> None:
     msg = _recorded(frame)
     msg.wire_types.clear()
     legacy = frame["pson_version"] == "legacy"
-    assert encode_message(msg, legacy=legacy).hex() == frame["hex"]
+    assert impl.codec.encode_message(msg, legacy=legacy).hex() == frame["hex"]
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=_ids)
-def test_incremental_byte_by_byte(frame: dict[str, Any]) -> None:
+def test_incremental_byte_by_byte(impl: CodecImpl, frame: dict[str, Any]) -> None:
     data = bytes.fromhex(frame["hex"])
-    decoder = MessageDecoder()
+    decoder = impl.codec.MessageDecoder()
     out: list[Message] = []
     for i in range(len(data)):
         out += decoder.feed(data[i : i + 1])
@@ -87,14 +85,14 @@ def test_incremental_byte_by_byte(frame: dict[str, Any]) -> None:
     assert decoder.buffered == 0
 
 
-def test_all_frames_as_one_stream() -> None:
+def test_all_frames_as_one_stream(impl: CodecImpl) -> None:
     stream = b"".join(bytes.fromhex(f["hex"]) for f in FRAMES)
-    messages = MessageDecoder().feed(stream)
+    messages = impl.codec.MessageDecoder().feed(stream)
     assert len(messages) == len(FRAMES)
     for msg, frame in zip(messages, FRAMES, strict=True):
         _check(msg, frame)
     # and in chunks of 7 bytes
-    decoder = MessageDecoder()
+    decoder = impl.codec.MessageDecoder()
     messages = []
     for i in range(0, len(stream), 7):
         messages += decoder.feed(stream[i : i + 7])
@@ -179,19 +177,19 @@ OBSERVED: list[tuple[str, str, int, list[tuple[int, int, Any]]]] = [
     ("name", "hexstr", "mtype", "fields"), OBSERVED, ids=[o[0] for o in OBSERVED]
 )
 def test_observed_device_frames(
-    name: str, hexstr: str, mtype: int, fields: list[tuple[int, int, Any]]
+    impl: CodecImpl, name: str, hexstr: str, mtype: int, fields: list[tuple[int, int, Any]]
 ) -> None:
     data = bytes.fromhex(hexstr.replace(" ", ""))
-    msg = decode_message(data)
+    msg = impl.codec.decode_message(data)
     assert msg.type == mtype
     assert list(msg.fields) == [f[0] for f in fields], name
     for fid, wt, value in fields:
         assert same(msg.fields[fid], value)
         assert msg.wire_types[fid] == wt
     # decoded messages re-encode to the same bytes (field order and wire types kept)
-    assert encode_message(msg) == data
+    assert impl.codec.encode_message(msg) == data
     # and through the stream decoder, byte by byte
-    decoder = MessageDecoder()
+    decoder = impl.codec.MessageDecoder()
     out: list[Message] = []
     for b in data:
         out += decoder.feed(bytes([b]))

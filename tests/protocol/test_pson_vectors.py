@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import struct
-from types import ModuleType
 from typing import Any
 
 import pytest
 from vector_util import from_json, load, same
 
-from iotmp.protocol import pson, pson_legacy
 from iotmp.protocol.errors import ProtocolError
+from iotmp.protocol.speedups import CodecImpl
 
 VECTORS = load("pson.json")
 
@@ -20,8 +19,8 @@ VECTORS = load("pson.json")
 ENCODE_EXCEPTIONS: dict[str, str] = {}
 
 
-def _codec(vector: dict[str, Any]) -> ModuleType:
-    return pson if vector["pson_version"] == "new" else pson_legacy
+def _codec(impl: CodecImpl, vector: dict[str, Any]) -> Any:
+    return impl.pson if vector["pson_version"] == "new" else impl.pson_legacy
 
 
 def _ids(vector: dict[str, Any]) -> str:
@@ -36,27 +35,27 @@ def test_vector_file_shape() -> None:
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=_ids)
-def test_decode(vector: dict[str, Any]) -> None:
+def test_decode(impl: CodecImpl, vector: dict[str, Any]) -> None:
     expected = from_json(vector.get("decoded", vector["value"]))
     data = bytes.fromhex(vector["hex"])
-    decoded = _codec(vector).decode(data)
+    decoded = _codec(impl, vector).decode(data)
     assert same(decoded, expected), (decoded, expected)
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=_ids)
-def test_encode(vector: dict[str, Any]) -> None:
+def test_encode(impl: CodecImpl, vector: dict[str, Any]) -> None:
     if vector["name"] in ENCODE_EXCEPTIONS:
         pytest.skip(ENCODE_EXCEPTIONS[vector["name"]])
     value = from_json(vector["value"])
-    assert _codec(vector).encode(value).hex() == vector["hex"]
+    assert _codec(impl, vector).encode(value).hex() == vector["hex"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=_ids)
-def test_decode_at_inside_larger_buffer(vector: dict[str, Any]) -> None:
+def test_decode_at_inside_larger_buffer(impl: CodecImpl, vector: dict[str, Any]) -> None:
     """decode_at() stops at the value's end, from any offset, with bytes after it."""
     data = bytes.fromhex(vector["hex"])
     buf = b"\xee\xee" + data + b"\x99\x99\x99"
-    codec = _codec(vector)
+    codec = _codec(impl, vector)
     value, pos = codec.decode_at(buf, 2, len(buf))
     assert pos == 2 + len(data)
     expected = from_json(vector.get("decoded", vector["value"]))
@@ -70,9 +69,9 @@ def test_decode_at_inside_larger_buffer(vector: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=_ids)
-def test_decode_rejects_trailing_and_truncated(vector: dict[str, Any]) -> None:
+def test_decode_rejects_trailing_and_truncated(impl: CodecImpl, vector: dict[str, Any]) -> None:
     data = bytes.fromhex(vector["hex"])
-    codec = _codec(vector)
+    codec = _codec(impl, vector)
     with pytest.raises(ProtocolError, match="trailing"):
         codec.decode(data + b"\x00")
     for cut in range(len(data)):
@@ -80,16 +79,16 @@ def test_decode_rejects_trailing_and_truncated(vector: dict[str, Any]) -> None:
             codec.decode(data[:cut])
 
 
-def test_spec_worked_example_55_bytes() -> None:
+def test_spec_worked_example_55_bytes(impl: CodecImpl) -> None:
     """Spec 5.4: the [Bench] README payload is 55 bytes in insertion order (57 legacy)."""
     sample = {"temperature": 23.5, "humidity": 60, "pressure": 1013, "label": "outdoor"}
-    data = pson.encode(sample)
+    data = impl.pson.encode(sample)
     assert len(data) == 55
     assert data.hex() == (
         "c48b74656d7065726174757265400000bc418868756d69646974791f3c88"
         "7072657373757265" + "1ff507856c6162656c876f7574646f6f72"
     )
-    assert len(pson_legacy.encode(sample)) == 57
+    assert len(impl.pson_legacy.encode(sample)) == 57
 
 
 @pytest.mark.parametrize(
@@ -120,8 +119,8 @@ def test_spec_worked_example_55_bytes() -> None:
         ("x" * 31, "9f1f" + "78" * 31),
     ],
 )
-def test_extra_new_encodings(value: Any, hexstr: str) -> None:
-    assert pson.encode(value).hex() == hexstr
+def test_extra_new_encodings(impl: CodecImpl, value: Any, hexstr: str) -> None:
+    assert impl.pson.encode(value).hex() == hexstr
 
 
 @pytest.mark.parametrize(
@@ -141,11 +140,11 @@ def test_extra_new_encodings(value: Any, hexstr: str) -> None:
         (-1, "1001"),
     ],
 )
-def test_extra_legacy_encodings(value: Any, hexstr: str) -> None:
+def test_extra_legacy_encodings(impl: CodecImpl, value: Any, hexstr: str) -> None:
     """Examples from spec 6.1 / 6.2."""
-    assert pson_legacy.encode(value).hex() == hexstr
+    assert impl.pson_legacy.encode(value).hex() == hexstr
 
 
-def test_legacy_empty_tag_and_null_decode_as_none() -> None:
-    assert pson_legacy.decode(b"\x78") is None
-    assert pson_legacy.decode(b"\x00") is None
+def test_legacy_empty_tag_and_null_decode_as_none(impl: CodecImpl) -> None:
+    assert impl.pson_legacy.decode(b"\x78") is None
+    assert impl.pson_legacy.decode(b"\x00") is None

@@ -59,11 +59,26 @@ def _f32(d: float) -> float | None:
         return None
 
 
+def shortest_f32(x: float) -> float:
+    """The shortest decimal that reads back as float32 ``x`` (by definition: try 1..9 digits)."""
+    if math.isnan(x) or math.isinf(x):
+        return x
+    for digits in range(1, 10):
+        r = float(f"{x:.{digits}g}")
+        if _f32(r) == x:
+            return r
+    raise AssertionError(f"{x!r} is not a float32")
+
+
 def expect_new(value: Any) -> Any:
-    """What new PSON gives back for ``value`` (spec 5.2: whole doubles within int64 -> int)."""
+    """What new PSON gives back for ``value``: spec 5.2 (whole doubles within int64 -> int;
+    float32 when exact) and a float32 decodes as its shortest decimal (21.6f -> 21.6).
+    """
     if isinstance(value, float):
         if _INT64_MIN_F <= value < _INT64_END_F and value.is_integer():
             return int(value)
+        if _f32(value) == value or math.isinf(value):
+            return shortest_f32(value)
         return value
     if isinstance(value, (list, tuple)):
         return [expect_new(v) for v in value]
@@ -79,10 +94,22 @@ def expect_legacy(value: Any) -> Any:
             return int(value)
         f = _f32(value)
         if f is not None and abs(value - f) <= 0.00001:
-            return f
+            return shortest_f32(f)
         return value
     if isinstance(value, (list, tuple)):
         return [expect_legacy(v) for v in value]
     if isinstance(value, dict):
         return {k: expect_legacy(v) for k, v in value.items()}
     return value
+
+
+def has_short_f32(value: Any) -> bool:
+    """Whether ``value`` holds a double sent as float32 that decodes as a different
+    (shorter) decimal, e.g. 21.600000381469727 -> 21.6, which re-encodes as float64."""
+    if isinstance(value, float):
+        return _f32(value) == value and shortest_f32(value) != value
+    if isinstance(value, dict):
+        return any(has_short_f32(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_short_f32(v) for v in value)
+    return False
