@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -20,6 +20,9 @@ from .http_api import RestApi, error_middleware
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
 from .streams import StreamHub
+
+if TYPE_CHECKING:
+    from .mqtt.service import MqttService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +71,11 @@ class IotmpServer:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.running = False
+        self.mqtt: MqttService | None = None
+        if self.config.mqtt is not None:
+            from .mqtt import load_service  # noqa: PLC0415 - optional extra
+
+            self.mqtt = load_service(self, self.config.mqtt)
 
     # -- users and devices -------------------------------------------------------
 
@@ -194,6 +202,8 @@ class IotmpServer:
                 await site.start()
                 self.http_port = _bound_port(runner, config.http_port)
             await self.gateway.start()
+            if self.mqtt is not None:
+                await self.mqtt.start()
         except BaseException:
             await self._shutdown()
             raise
@@ -222,6 +232,8 @@ class IotmpServer:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         self.gateway.closing = True
         await self.gateway.stop()
         await self.app_sockets.close_all()

@@ -1,0 +1,331 @@
+"""The built-in broker: amqtt in process, logins and topic rights from the server.
+
+Who may log in (username / password):
+
+* the server's own bridge client: a random name and password made at start;
+* a user: user name / the user's password or one of the user's access tokens;
+  may use ``{prefix}/{user}/#``, ``{user}/#`` (Adafruit-style feeds) and read
+  ``{discovery_prefix}/#`` and ``{prefix}/status``;
+* a device: user name / the device credential; may use ``{user}/#`` (its feeds)
+  and the topics of its topic map. What such a client publishes is the device's
+  data (see :mod:`.mqtt_devices`).
+
+Everything else is refused: anonymous logins, unknown users, wrong secrets, and
+topics outside the rights above (subscribe, publish and delivery are checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import ssl
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action, BaseContext
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import ApplicationMessage, Session
+
+from .settings import MqttConfig
+
+if TYPE_CHECKING:
+    from iotmp.server.app import IotmpServer
+
+_LOGGER = logging.getLogger(__name__)
+
+# amqtt finds its plugins by dotted name; they reach the server through this table.
+_AUTHORITIES: Final[dict[str, BrokerAuthority]] = {}
+
+ROLE_SERVER: Final = "server"
+ROLE_USER: Final = "user"
+ROLE_DEVICE: Final = "device"
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who an MQTT session belongs to."""
+
+    role: str
+    user: str
+    device: str | None = None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching (``+`` one level, ``#`` the rest)."""
+    f_parts = topic_filter.split("/")
+    t_parts = topic.split("/")
+    for index, part in enumerate(f_parts):
+        if part == "#":
+            return True
+        if index >= len(t_parts):
+            return False
+        if part != "+" and part != t_parts[index]:
+            return False
+    return len(f_parts) == len(t_parts)
+
+
+def _filter_within(topic_filter: str, allowed: str) -> bool:
+    """Whether every topic ``topic_filter`` can match is also matched by ``allowed``."""
+    f_parts = topic_filter.split("/")
+    a_parts = allowed.split("/")
+    for index, part in enumerate(a_parts):
+        if part == "#":
+            return True
+        if index >= len(f_parts):
+            return False
+        if f_parts[index] == "#":
+            return False
+        if part != "+" and (f_parts[index] == "+" or part != f_parts[index]):
+            return False
+    return len(f_parts) == len(a_parts)
+
+
+class BrokerAuthority:
+    """Answers the broker's questions (login, topic rights) from the server's state."""
+
+    def __init__(self, server: IotmpServer, config: MqttConfig) -> None:
+        self.server = server
+        self.config = config
+        self.server_username = f"$iotmp-{secrets.token_hex(6)}"
+        self.server_password = secrets.token_urlsafe(24)
+        self.logins: dict[str, Login] = {}
+        self.on_connected: Callable[[str, Login, Session], None] | None = None
+        self.on_disconnected: Callable[[str, Login, Session], None] | None = None
+        self.on_message: Callable[[str, Login, ApplicationMessage], None] | None = None
+        self.on_subscribed: Callable[[str, Login, str], None] | None = None
+        self.key = secrets.token_hex(8)
+        self.discovery_owners: dict[str, str] = {}
+
+    # -- logins ------------------------------------------------------------
+
+    def check_login(self, username: Any, password: Any) -> Login | None:
+        """Return the login of these credentials, or None when refused."""
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        if hmac.compare_digest(username, self.server_username):
+            ok = hmac.compare_digest(password.encode(), self.server_password.encode())
+            return Login(ROLE_SERVER, "") if ok else None
+        user = self.server.config.user(username)
+        if user is None:
+            return None
+        if user.password is not None and hmac.compare_digest(
+            user.password.encode("utf-8"), password.encode("utf-8")
+        ):
+            return Login(ROLE_USER, username)
+        for state in self.server.registry.for_user(username):
+            config = state.config
+            if config.enabled and hmac.compare_digest(
+                config.credential.encode("utf-8"), password.encode("utf-8")
+            ):
+                return Login(ROLE_DEVICE, username, config.id)
+        try:
+            claims = self.server.auth.verify_access_token(password)
+        except Exception:
+            return None
+        return Login(ROLE_USER, username) if claims.get("usr") == username else None
+
+    # -- topic rights --------------------------------------------------------
+
+    def _patterns(self, login: Login, action: str) -> list[str]:
+        prefix = self.config.prefix
+        if login.role == ROLE_USER:
+            own = [f"{prefix}/{login.user}/#", f"{login.user}/#"]
+            if action == "publish":
+                return own
+            return [*own, f"{self.config.discovery_prefix}/#", f"{prefix}/status"]
+        own = [f"{login.user}/#"]
+        topic_map = self.config.topic_maps.get(login.device or "", {})
+        own.extend(topic_map.values())
+        return own
+
+    def allowed(self, login: Login, topic: str, action: str) -> bool:
+        """Whether ``login`` may subscribe to / publish / receive ``topic``."""
+        if login.role == ROLE_SERVER:
+            return True
+        if "\x00" in topic or any(p in (".", "..") for p in topic.split("/")):
+            return False
+        patterns = self._patterns(login, action)
+        if action == "subscribe":
+            return any(_filter_within(topic, p) for p in patterns)
+        if action == "receive" and topic.startswith(f"{self.config.discovery_prefix}/"):
+            # One user's discovery configs are not delivered to another user.
+            return self.discovery_owners.get(topic) == login.user
+        return any(topic_matches(p, topic) for p in patterns)
+
+
+class IotmpBrokerPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]  # untyped amqtt
+    """amqtt plugin: logins, topic rights and session events from a :class:`BrokerAuthority`."""
+
+    @dataclass
+    class Config:
+        """Plugin settings: the key of the authority in ``_AUTHORITIES``."""
+
+        authority: str = ""
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self.authority = _AUTHORITIES[self.config.authority]
+
+    def _login(self, session: Session | None) -> Login | None:
+        if session is None or session.client_id is None:
+            return None
+        return self.authority.logins.get(session.client_id)
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """Check the CONNECT's username/password against the server."""
+        login = self.authority.check_login(session.username, session.password)
+        if session.client_id is None:
+            return False
+        if login is None:
+            self.authority.logins.pop(session.client_id, None)
+            _LOGGER.info("mqtt: login refused for %r", session.username)
+            return False
+        self.authority.logins[session.client_id] = login
+        return True
+
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool | None:
+        """Check a subscribe, publish or delivery against the login's rights."""
+        login = self._login(session)
+        if login is None or topic is None or action is None:
+            return False
+        return self.authority.allowed(login, topic, str(action.value))
+
+    async def on_broker_client_connected(self, client_id: str, client_session: Session) -> None:
+        """Pass the event on to the MQTT devices."""
+        login = self.authority.logins.get(client_id)
+        if login is not None and self.authority.on_connected is not None:
+            self.authority.on_connected(client_id, login, client_session)
+
+    async def on_broker_client_disconnected(self, client_id: str, client_session: Session) -> None:
+        """Forget the login; tell the MQTT devices."""
+        login = self.authority.logins.pop(client_id, None)
+        if login is not None and self.authority.on_disconnected is not None:
+            self.authority.on_disconnected(client_id, login, client_session)
+
+    async def on_broker_client_subscribed(self, client_id: str, topic: str, qos: int) -> None:
+        """Pass the event on to the MQTT devices."""
+        login = self.authority.logins.get(client_id)
+        if login is not None and self.authority.on_subscribed is not None:
+            self.authority.on_subscribed(client_id, login, topic)
+
+    async def on_broker_message_broadcast(
+        self, client_id: str, message: ApplicationMessage
+    ) -> None:
+        """Pass the event on to the MQTT devices."""
+        login = self.authority.logins.get(client_id)
+        if login is not None and self.authority.on_message is not None:
+            self.authority.on_message(client_id, login, message)
+
+
+class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
+    """amqtt's broker with retained messages sent only where they belong.
+
+    amqtt 0.12.1, on every client connect, sends the retained messages matching
+    *every* client's subscriptions to the new client, without the delivery
+    check (another user's retained state would leak). Here a retained message
+    goes out only for a subscription the session holds, and only if the topic
+    rights allow the delivery.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter = subscription[0]
+        holders = self._subscriptions.get(topic_filter, [])
+        if not any(holder is session for holder, _qos in holders):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        qos = subscription[1]
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            if not await self._topic_filtering(session, topic, Action.RECEIVE):
+                continue
+            await handler.mqtt_publish(
+                retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+            )
+
+
+class BuiltinBroker:
+    """amqtt running in the server's event loop."""
+
+    def __init__(self, server: IotmpServer, config: MqttConfig) -> None:
+        self.server = server
+        self.config = config
+        self.authority = BrokerAuthority(server, config)
+        self._broker: Broker | None = None
+        self.host = config.host or server.config.host
+        self.port: int | None = None
+        self.tls_port: int | None = None
+
+    def _listeners(self) -> dict[str, Any]:
+        port = self.config.port or _free_port(self.host)
+        self.port = port
+        listeners: dict[str, Any] = {
+            "default": {"type": "tcp", "bind": f"{self.host}:{port}", "max_connections": 0}
+        }
+        server_config = self.server.config
+        if self.config.tls_port is not None and server_config.tls_cert and server_config.tls_key:
+            tls_port = self.config.tls_port or _free_port(self.host)
+            self.tls_port = tls_port
+            listeners["tls"] = {
+                "type": "tcp",
+                "bind": f"{self.host}:{tls_port}",
+                "ssl": True,
+                "certfile": server_config.tls_cert,
+                "keyfile": server_config.tls_key,
+            }
+        return listeners
+
+    async def start(self) -> None:
+        """Bind the broker's listeners."""
+        _AUTHORITIES[self.authority.key] = self.authority
+        plugin = f"{IotmpBrokerPlugin.__module__}.{IotmpBrokerPlugin.__qualname__}"
+        config = {
+            "listeners": self._listeners(),
+            "timeout_disconnect_delay": 0,
+            "plugins": {plugin: {"authority": self.authority.key}},
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            broker = _CheckedBroker(config, loop=asyncio.get_running_loop())
+        await broker.start()
+        self._broker = broker
+        _LOGGER.info("mqtt: built-in broker on %s:%s (tls %s)", self.host, self.port, self.tls_port)
+
+    async def stop(self) -> None:
+        """Close the listeners and every client session."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            try:
+                await asyncio.wait_for(broker.shutdown(), 5.0)
+            except (TimeoutError, Exception) as exc:
+                _LOGGER.debug("mqtt: broker shutdown: %r", exc)
+        _AUTHORITIES.pop(self.authority.key, None)
+
+
+def _free_port(host: str) -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """TLS context for connecting to a broker (system CAs, or ``ca_file``)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    return context
