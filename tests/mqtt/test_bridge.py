@@ -9,7 +9,7 @@ import shutil
 from typing import Any
 
 import pytest
-from conftest import MqttLab, run_cli
+from mqtt_helpers import MqttLab, run_cli
 
 from iotmp.sim.testing import run_virtual_devices
 
