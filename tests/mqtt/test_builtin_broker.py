@@ -33,6 +33,13 @@ def client(lab: MqttLab, username: str | None, password: str | None, **kw: Any) 
     return aiomqtt.Client(lab.host, lab.port, username=username, password=password, **kw)
 
 
+def last_value(lab: MqttLab, device: str, resource: str) -> Any:
+    """The value the server keeps for an MQTT device's feed (None before any)."""
+    link = lab.server.device(device).link
+    entry = None if link is None else link.store.resources.get(resource)  # type: ignore[attr-defined]
+    return None if entry is None else entry.value
+
+
 async def wait_for(check: Any, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
         while not (result := check()):  # noqa: ASYNC110
