@@ -17,6 +17,7 @@ from .auth import LoginThrottle, TokenAuthority
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
 from .device_link import DeviceLink
 from .http_api import RestApi, error_middleware
+from .http_devices import HttpDevices
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
 from .streams import StreamHub
@@ -66,6 +67,7 @@ class IotmpServer:
         self.hub = StreamHub(self._link_of)
         self.app_sockets = AppSockets(self)
         self.gateway = DeviceGateway(self)
+        self.http_devices = HttpDevices(self)
         self.registry.add_listener(self.app_sockets.device_state_changed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
@@ -176,6 +178,7 @@ class IotmpServer:
         app = web.Application(
             middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
         )
+        app.add_routes(self.http_devices.routes())
         app.add_routes(RestApi(self).routes())
         app.add_routes(
             [
@@ -234,6 +237,7 @@ class IotmpServer:
     async def _shutdown(self) -> None:
         if self.mqtt is not None:
             await self.mqtt.stop()
+        self.http_devices.close()
         self.gateway.closing = True
         await self.gateway.stop()
         await self.app_sockets.close_all()

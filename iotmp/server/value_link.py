@@ -128,11 +128,11 @@ class ValueLink(DeviceLink):
         return resource
 
     async def describe_resource(self, resource: str) -> Any:
-        """``{"in": last}`` for inputs, ``{"out": last}`` for outputs (``{}`` before any)."""
+        """``{"in"|"out": last, "ts": ms}`` (in for inputs; ``{}`` before any value)."""
         entry = self._resource(resource)
         if entry.value is ABSENT:
             return {}
-        return {"in" if entry.fn == FN_INPUT else "out": entry.value}
+        return {"in" if entry.fn == FN_INPUT else "out": entry.value, "ts": entry.ts}
 
     async def run(self, resource: str, payload: Any = ABSENT) -> Any:
         """Read an output's last value, or write ``payload`` to the device."""
