@@ -31,6 +31,12 @@ from iotmp.server.config import (
     validate,
     write_private_json,
 )
+from iotmp.server.mqtt.settings import (
+    DEFAULT_MQTT_PORT,
+    DEFAULT_MQTT_TLS_PORT,
+    MqttConfig,
+    mqtt_available,
+)
 
 _LOGGER = logging.getLogger("iotmp.server")
 
@@ -100,6 +106,15 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
+    mqtt_port = getattr(args, "mqtt_port", -1)  # only `iotmp demo` asks for a broker
+    if mqtt_available() and mqtt_port != -1:
+        # The demo runs the built-in broker when the iotmp[mqtt] extra is there.
+        mqtt = MqttConfig(
+            host=config.host,
+            port=DEFAULT_MQTT_PORT if mqtt_port is None else mqtt_port,
+            tls_port=DEFAULT_MQTT_TLS_PORT if tls_cert and mqtt_port is None else None,
+        )
+        config = replace(config, mqtt=mqtt)
     return config, demo_file, demo_secrets
 
 

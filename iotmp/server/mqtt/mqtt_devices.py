@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from amqtt.session import ApplicationMessage, Session
 
+from iotmp.protocol.message import ABSENT
+
 from ..registry import DeviceState
 from ..value_link import FN_INPUT, FN_OUTPUT, ValueLink, ValueStore, go_offline, go_online
 from .broker import ROLE_DEVICE, BrokerAuthority, Login
@@ -40,6 +42,8 @@ _LOGGER = logging.getLogger(__name__)
 
 MQTT_TYPE: Final = "MQTT"
 FEED_LEVELS: Final = ("feeds", "f")
+# Adafruit's toggle block sends ON/OFF: they are booleans here (a switch in HA).
+SWITCH_TEXT: Final = {"ON": True, "OFF": False}
 
 
 def decode_value(data: bytes, json_variant: bool) -> Any:
@@ -47,6 +51,8 @@ def decode_value(data: bytes, json_variant: bool) -> Any:
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
     if "\x00" in text:
         raise ValueError("NUL in payload")
+    if text in SWITCH_TEXT:
+        return SWITCH_TEXT[text]
     try:
         value = json.loads(text)
     except ValueError:
@@ -57,7 +63,9 @@ def decode_value(data: bytes, json_variant: bool) -> Any:
 
 
 def encode_value(value: Any) -> bytes:
-    """Encode a written value: strings as they are (Adafruit style), else JSON."""
+    """Encode a written value: booleans ON/OFF, strings as they are (Adafruit style), else JSON."""
+    if isinstance(value, bool):
+        return b"ON" if value else b"OFF"
     if isinstance(value, str):
         return value.encode("utf-8")
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
@@ -220,11 +228,12 @@ class MqttDevices:
                     self.config.max_topics,
                 )
             return
+        first = known is None or known.value is ABSENT
         if known is not None:
             fn = known.fn
         device.store.set(resource, value, fn=fn)
-        if known is None:
-            self._resources_changed(device)
+        if first:
+            self._resources_changed(device)  # discovery maps by the first value
 
     def _resources_changed(self, device: MqttDevice) -> None:
         state = device.state

@@ -25,6 +25,7 @@ mqtt:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ _SEGMENT_BAD: Final = re.compile(r"[+#/\x00]")
 
 class MqttConfigError(ValueError):
     """The ``mqtt`` section is invalid; the message names the key."""
+
+
+def mqtt_available() -> bool:
+    """Whether the ``iotmp[mqtt]`` extra (amqtt, aiomqtt) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("amqtt", "aiomqtt"))
 
 
 def safe_segment(text: str) -> bool:
