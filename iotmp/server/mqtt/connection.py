@@ -28,6 +28,7 @@ from .settings import MqttConfig
 _LOGGER = logging.getLogger(__name__)
 
 QUEUE_SIZE: Final = 20_000
+SEND_WINDOW: Final = 512
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 
@@ -149,6 +150,7 @@ class BrokerConnection:
             keepalive=30,
             max_queued_incoming_messages=QUEUE_SIZE,
         )
+        client.pending_calls_threshold = SEND_WINDOW + 16  # our window, not a problem
         async with client:
             self._client = client
             for topic in self.subscriptions:
@@ -172,9 +174,31 @@ class BrokerConnection:
                 await asyncio.gather(sender, return_exceptions=True)
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
-        while True:
-            item = await self._queue.get()
+        # aiomqtt's publish waits until paho has written the message; awaiting each in
+        # turn would cap the rate at one message per loop turn. Up to SEND_WINDOW are in
+        # flight; they start (and reach paho) in queue order.
+        window = asyncio.Semaphore(SEND_WINDOW)
+        in_flight: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                item = await self._queue.get()
+                await window.acquire()
+                task = loop.create_task(self._send(client, item, window))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            for task in list(in_flight):
+                task.cancel()
+
+    @staticmethod
+    async def _send(client: aiomqtt.Client, item: Outgoing, window: asyncio.Semaphore) -> None:
+        try:
             await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+        except aiomqtt.MqttError as exc:
+            _LOGGER.debug("mqtt: publish %s failed: %s", item.topic, exc)
+        finally:
+            window.release()
 
 
 def _drain(queue: asyncio.Queue[Outgoing]) -> None:
