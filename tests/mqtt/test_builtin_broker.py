@@ -167,3 +167,15 @@ async def test_external_topic_claimed_twice_is_a_config_error() -> None:
         async with run_test_server(devices=devices, mqtt=settings):
             pass
     assert DeviceConfig  # the config type the devices use
+
+
+async def test_refused_login_with_a_live_client_id_leaves_the_session_alone(lab: MqttLab) -> None:
+    state = lab.server.device("photo")
+    async with client(lab, "alice", "photo-key", identifier="photo-1") as device:
+        await wait_for(lambda: state.connected)
+        with pytest.raises(aiomqtt.MqttError):
+            async with client(lab, "alice", "wrong", identifier="photo-1"):
+                pass
+        await device.publish("alice/feeds/after", "1")
+        await wait_for(lambda: state.has_resource("after"))
+        assert state.connected

@@ -182,7 +182,6 @@ class IotmpBrokerPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc] 
         if session.client_id is None:
             return False
         if login is None:
-            self.authority.logins.pop(session.client_id, None)
             _LOGGER.info("mqtt: login refused for %r", session.username)
             return False
         self.authority.logins[session.client_id] = login
