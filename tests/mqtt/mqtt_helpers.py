@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -37,6 +38,8 @@ class Mosquitto:
 
     def start(self) -> None:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to "mosquitto", who cannot read tmp_path
         if self.password_file is None:
             lines.append("allow_anonymous true")
         else:
