@@ -43,7 +43,7 @@ def password_file(path: Path, user: str, password: str) -> Path:
     """A mosquitto password file made by the Debian tool."""
     path.write_text("", encoding="utf-8")
     subprocess.run(
-        ["mosquitto_passwd", "-b", str(path), user, password],  # noqa: S607
+        ["mosquitto_passwd", "-b", str(path), user, password],
         check=True,
         capture_output=True,
     )
