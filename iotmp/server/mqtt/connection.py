@@ -204,3 +204,8 @@ class BrokerConnection:
 def _drain(queue: asyncio.Queue[Outgoing]) -> None:
     while not queue.empty():
         queue.get_nowait()
+
+
+def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """TLS context for connecting to a broker (system CAs, or ``ca_file``)."""
+    return ssl.create_default_context(cafile=ca_file)

@@ -24,17 +24,17 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from amqtt.session import ApplicationMessage, Session
-
 from iotmp.protocol.message import ABSENT
 
 from ..registry import DeviceState
 from ..value_link import FN_INPUT, FN_OUTPUT, ValueLink, ValueStore, go_offline, go_online
-from .broker import ROLE_DEVICE, BrokerAuthority, Login
+from .authority import ROLE_DEVICE, BrokerAuthority, Login
 from .settings import MqttConfig, safe_segment, safe_topic
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from amqtt.session import ApplicationMessage, Session
 
     from ..app import IotmpServer
 

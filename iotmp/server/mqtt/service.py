@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from .bridge import Bridge
-from .broker import BuiltinBroker, client_tls_context
-from .connection import BrokerConnection
+from .connection import BrokerConnection, client_tls_context
 from .discovery import Discovery
 from .mqtt_devices import MqttDevices
 from .settings import MqttConfig
 
 if TYPE_CHECKING:
     from ..app import IotmpServer
+    from .broker import BuiltinBroker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ class MqttService:
         """Start the broker (built in) and the server's client session."""
         config = self.config
         if config.builtin:
+            try:
+                from .broker import BuiltinBroker  # noqa: PLC0415 - amqtt only for this
+            except ImportError as exc:
+                raise ConfigError("the built-in MQTT broker needs amqtt (iotmp[mqtt])") from exc
             self.broker = BuiltinBroker(self.server, config)
             self.devices.attach_broker(self.broker.authority)
             self.discovery.owners = self.broker.authority.discovery_owners
