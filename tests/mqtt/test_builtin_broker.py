@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -178,4 +179,20 @@ async def test_refused_login_with_a_live_client_id_leaves_the_session_alone(lab:
                 pass
         await device.publish("alice/feeds/after", "1")
         await wait_for(lambda: state.has_resource("after"))
+        assert state.connected
+
+
+async def test_a_huge_packet_closes_only_that_connection(lab: MqttLab) -> None:
+    state = lab.server.device("photo")
+    async with client(lab, "alice", "photo-key") as device:
+        await device.publish("alice/feeds/photocell", "5")
+        await wait_for(lambda: last_value(lab, "photo", "photocell") == 5)
+        async with client(lab, "alice", "photo-key", identifier="big") as hostile:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await hostile.publish("alice/feeds/photocell", b"x" * 300_000)
+                await asyncio.sleep(0.5)
+                await hostile.publish("alice/feeds/photocell", "6")
+                await asyncio.sleep(0.3)
+        await device.publish("alice/feeds/photocell", "7")
+        await wait_for(lambda: last_value(lab, "photo", "photocell") == 7)
         assert state.connected

@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -108,6 +109,29 @@ class IotmpBrokerPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc] 
             self.authority.on_message(client_id, login, message)
 
 
+class _CappedReader(StreamReaderAdapter):  # type: ignore[misc]  # untyped amqtt
+    """A connection's reader that refuses single reads over ``limit`` bytes.
+
+    amqtt has no packet size limit: it reads a PUBLISH body of any announced length
+    (up to 256 MB) into memory, before any check. A PUBLISH body and every CONNECT /
+    SUBSCRIBE string are read in one piece, so capping each read caps each packet.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+        super().__init__(reader)
+        self._limit = limit
+        self._refused = False
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._refused and n > self._limit:
+            _LOGGER.info("mqtt: a client announced %d bytes (limit %d): closing", n, self._limit)
+            self._refused = True
+        if self._refused:
+            # Every later read fails too: the rest of the stream is not parsed as packets.
+            raise ConnectionResetError("packet too large")
+        return bytes(await super().read(n))
+
+
 class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
     """amqtt's broker with retained messages sent only where they belong.
 
@@ -117,6 +141,15 @@ class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
     goes out only for a subscription the session holds, and only if the topic
     rights allow the delivery.
     """
+
+    read_limit = 65536
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        await self._client_connected(
+            listener_name, _CappedReader(reader, self.read_limit), StreamWriterAdapter(writer)
+        )
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
@@ -182,6 +215,8 @@ class BuiltinBroker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             broker = _CheckedBroker(config, loop=asyncio.get_running_loop())
+        # A PUBLISH body holds the topic too; strings of CONNECT/SUBSCRIBE are <= 64 KiB.
+        broker.read_limit = max(self.config.max_payload + 1024, 65536)
         await broker.start()
         self._broker = broker
         _LOGGER.info("mqtt: built-in broker on %s:%s (tls %s)", self.host, self.port, self.tls_port)
