@@ -76,6 +76,8 @@ class Discovery:
         self._publish = publish
         self.configs: dict[str, dict[str, bytes]] = {}  # device -> topic -> payload
         self.owners: dict[str, str] = {}
+        self._running: set[str] = set()
+        self._again: set[str] = set()
 
     def publish_all(self) -> list[tuple[str, bytes]]:
         """Every current config (after a connect)."""
@@ -88,7 +90,23 @@ class Discovery:
         link = state.link
         if link is None:
             return
-        self.server.spawn(self._refresh(state, link))
+        if state.id in self._running:
+            self._again.add(state.id)  # one more pass after the one in progress
+            return
+        self._running.add(state.id)
+        self.server.spawn(self._refresh_loop(state))
+
+    async def _refresh_loop(self, state: DeviceState) -> None:
+        try:
+            while True:
+                self._again.discard(state.id)
+                link = state.link
+                if link is not None:
+                    await self._refresh(state, link)
+                if state.id not in self._again:
+                    return
+        finally:
+            self._running.discard(state.id)
 
     async def _refresh(self, state: DeviceState, link: DeviceLink) -> None:
         infos: dict[str, _Info] = {}

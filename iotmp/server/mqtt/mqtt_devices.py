@@ -20,6 +20,7 @@ device; anything past them is dropped with one warning per device.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Final
@@ -42,6 +43,8 @@ _LOGGER = logging.getLogger(__name__)
 
 MQTT_TYPE: Final = "MQTT"
 FEED_LEVELS: Final = ("feeds", "f")
+SYNC_DELAY: Final = 0.2
+"""Seconds new feeds wait before the bridge and discovery see them (coalescing)."""
 # Adafruit's toggle block sends ON/OFF: they are booleans here (a switch in HA).
 SWITCH_TEXT: Final = {"ON": True, "OFF": False}
 
@@ -94,6 +97,7 @@ class MqttDevice:
         self.link: ValueLink | None = None
         self.sessions: set[str] = set()
         self.warned = False
+        self.sync_pending = False
 
 
 class MqttDevices:
@@ -236,6 +240,14 @@ class MqttDevices:
             self._resources_changed(device)  # discovery maps by the first value
 
     def _resources_changed(self, device: MqttDevice) -> None:
+        # Coalesced: a client creating many feeds at once costs one re-sync, not one each.
+        if device.sync_pending:
+            return
+        device.sync_pending = True
+        asyncio.get_running_loop().call_later(SYNC_DELAY, self._sync, device)
+
+    def _sync(self, device: MqttDevice) -> None:
+        device.sync_pending = False
         state = device.state
         if device.link is not None and state.link is device.link:
             state.set_description(device.store.describe())
