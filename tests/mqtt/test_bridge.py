@@ -92,3 +92,28 @@ async def test_virtual_device_read_and_written_with_mosquitto_clients(lab_factor
 
         # The device goes away: offline, retained.
         await fleet.stop() if hasattr(fleet, "stop") else None
+
+
+async def test_only_the_configured_devices_are_bridged(lab_factory: Any) -> None:
+    async with (
+        lab_factory([], bridge_devices=["counter"], discovery=False) as lab,
+        run_virtual_devices(lab.server, profiles=["counter", "smart_plug"]) as fleet,
+    ):
+        await fleet.wait_connected()
+        assert await sub_one(lab, f"{lab.prefix}/alice/counter/status") == ["online"]
+        _rc, out, _ = await run_cli(
+            "mosquitto_sub",
+            "-h",
+            lab.host,
+            "-p",
+            str(lab.port),
+            *lab.cli_auth(),
+            "-t",
+            f"{lab.prefix}/alice/smart-plug/#",
+            "-t",
+            "homeassistant/#",
+            "-W",
+            "1",
+            timeout=5,
+        )
+        assert out == ""
