@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
+from amqtt.errors import BrokerError
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import ApplicationMessage, Session
 
@@ -217,7 +218,12 @@ class BuiltinBroker:
             broker = _CheckedBroker(config, loop=asyncio.get_running_loop())
         # A PUBLISH body holds the topic too; strings of CONNECT/SUBSCRIBE are <= 64 KiB.
         broker.read_limit = max(self.config.max_payload + 1024, 65536)
-        await broker.start()
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            _AUTHORITIES.pop(self.authority.key, None)
+            cause = exc.__cause__ or exc
+            raise OSError(f"MQTT broker on {self.host}:{self.port}: {cause}") from exc
         self._broker = broker
         _LOGGER.info("mqtt: built-in broker on %s:%s (tls %s)", self.host, self.port, self.tls_port)
 
