@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -133,6 +134,21 @@ class _CappedReader(StreamReaderAdapter):  # type: ignore[misc]  # untyped amqtt
         return bytes(await super().read(n))
 
 
+class _SnapshotDict(dict[str, Any]):
+    """A dict whose iteration works on a copy.
+
+    amqtt 0.12.1 iterates its subscription table across ``await`` points (delivery
+    of every message, retained messages on connect); a SUBSCRIBE meanwhile raised
+    "dictionary changed size during iteration" and the message was lost for all.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return list(super().items())
+
+
 class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
     """amqtt's broker with retained messages sent only where they belong.
 
@@ -144,6 +160,10 @@ class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
     """
 
     read_limit = 65536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
 
     async def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
