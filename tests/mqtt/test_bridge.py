@@ -91,7 +91,10 @@ async def test_virtual_device_read_and_written_with_mosquitto_clients(lab_factor
         assert error == {"error": {"message": "resource not found"}}
 
         # The device goes away: offline, retained.
-        await fleet.stop() if hasattr(fleet, "stop") else None
+        await fleet.stop()
+        await lab.server.wait_device_disconnected("smart-plug", 5)
+        await asyncio.sleep(0.3)  # the bridge's publish reaches the broker
+        assert await sub_one(lab, f"{base}/status") == ["offline"]
 
 
 async def test_only_the_configured_devices_are_bridged(lab_factory: Any) -> None:

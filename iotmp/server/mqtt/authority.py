@@ -128,6 +128,8 @@ class BrokerAuthority:
             return True
         if "\x00" in topic or any(p in (".", "..") for p in topic.split("/")):
             return False
+        if action == "publish" and topic == f"{self.config.prefix}/status":
+            return False  # only the server says whether it is up (a user named "status")
         patterns = self._patterns(login, action)
         if action == "subscribe":
             return any(_filter_within(topic, p) for p in patterns)
