@@ -10,8 +10,8 @@ CLOCK_MONOTONIC) and the same subscriber (paho-mqtt, its own network thread):
 
 Each path is offered ``--rate`` messages/s for ``--duration`` s, ``--rounds``
 times; printed are the medians of the delivered rate and p50/p99 latency, and
-the ratio of our rate to the baseline's. The server and the device share one
-process and event loop (the device's CPU counts against the server).
+the ratio of our rate to the baseline's. The IOTMP device runs in a child process;
+the server and the subscriber share the benchmark's process.
 
     python benchmarks/mqtt.py [--rate 1000] [--duration 3] [--rounds 3]
 """
@@ -160,15 +160,6 @@ async def iotmp_round(
         mqtt = MqttConfig(
             broker="builtin", host="127.0.0.1", port=0, tls_port=None, output_interval=0
         )
-    profile = parse_profile(
-        {
-            "name": "bench",
-            "device_id": "bench",
-            "resources": [{"name": "value", "kind": "output", "value": 0}],
-        },
-        source="bench",
-    )
-    device = VirtualDevice(profile, user=USER, credential="pw", device_id="bench", tick=3600.0)
     async with run_test_server(
         devices=[TestDevice("bench", credential="pw")], user=USER, mqtt=mqtt
     ) as server:
@@ -177,28 +168,69 @@ async def iotmp_round(
         await service.wait_connected()
         port = mosquitto_port if broker == "external" else service.port
         assert port is not None
-        from iotmp.sim.fleet import Fleet, Target  # noqa: PLC0415
-
-        fleet = Fleet([device])
-        await fleet.start(Target("127.0.0.1", server.tcp_port))
+        # The device runs in its own process (its CPU does not count against the server).
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--device",
+            str(server.tcp_port),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert child.stdin is not None and child.stdout is not None
         try:
-            await server.wait_device_connected("bench", 10)
+            await server.wait_device_connected("bench", 20)
             auth = (USER, server.password) if broker == "builtin" else None
             sub = Subscriber(port, f"iotmp/{USER}/bench/value", auth)
             sub.ready.wait(5)
             await asyncio.sleep(0.5)  # the bridge's device stream is open
             sub.reset()
+            child.stdin.write(f"{rate} {duration}\n".encode())
+            await child.stdin.drain()
+            sent = int((await child.stdout.readline()).decode().split()[1])
+            await settle(sub, sent)
+            sub.close()
+            return summary(sub, sent, duration)
+        finally:
+            child.stdin.close()
+            await child.wait()
+
+
+def bench_device() -> VirtualDevice:
+    profile = parse_profile(
+        {
+            "name": "bench",
+            "device_id": "bench",
+            "resources": [{"name": "value", "kind": "output", "value": 0}],
+        },
+        source="bench",
+    )
+    return VirtualDevice(profile, user=USER, credential="pw", device_id="bench", tick=3600.0)
+
+
+async def device_main(tcp_port: int) -> None:
+    """Child process: the IOTMP device; streams on each "RATE DURATION" line of stdin."""
+    from iotmp.sim.fleet import Fleet, Target  # noqa: PLC0415
+
+    device = bench_device()
+    fleet = Fleet([device])
+    await fleet.start(Target("127.0.0.1", tcp_port))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while line := await reader.readline():
+            rate, duration = (float(x) for x in line.split())
 
             async def send(value: int) -> None:
                 device.sim.state["value"] = value
                 await device.device.stream("value", value)
 
             sent = await paced(rate, duration, send)
-            await settle(sub, sent)
-            sub.close()
-            return summary(sub, sent, duration)
-        finally:
-            await fleet.stop()
+            sys.stdout.write(f"sent {sent}\n")
+            sys.stdout.flush()
+    finally:
+        await fleet.stop()
 
 
 def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -257,8 +289,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", type=int, metavar="TCP_PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.device:
+        asyncio.run(device_main(args.device))
+        return
     asyncio.run(main_async(args))
 
 

@@ -28,7 +28,7 @@ from .settings import MqttConfig
 _LOGGER = logging.getLogger(__name__)
 
 QUEUE_SIZE: Final = 20_000
-SEND_WINDOW: Final = 512
+SEND_WINDOW: Final = 64
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 
