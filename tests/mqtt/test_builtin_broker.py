@@ -196,3 +196,21 @@ async def test_a_huge_packet_closes_only_that_connection(lab: MqttLab) -> None:
         await device.publish("alice/feeds/photocell", "7")
         await wait_for(lambda: last_value(lab, "photo", "photocell") == 7)
         assert state.connected
+
+
+async def test_server_restart_keeps_the_port_and_the_state(lab: MqttLab) -> None:
+    async with client(lab, "alice", "photo-key") as device:
+        await device.publish("alice/feeds/photocell", "42")
+        before = lab.server.server.mqtt
+        assert before is not None
+        await wait_for(lambda: "iotmp/alice/photo/photocell" in before.bridge.retained)
+    await lab.server.stop()
+    await lab.server.start()
+    service = lab.server.server.mqtt
+    assert service is not None and service.port == lab.port
+    await service.wait_connected()
+    async with client(lab, "alice", lab.server.password) as user:
+        await user.subscribe("iotmp/alice/photo/photocell")
+        async with asyncio.timeout(5):
+            message = await anext(aiter(user.messages))
+        assert message.payload == b"42"  # the bridge's retained state, published again

@@ -77,13 +77,14 @@ class BrokerConnection:
         self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.accepting = False
         self.connects = 0
         self.dropped = 0
         self._client: aiomqtt.Client | None = None
 
     def publish(self, topic: str, payload: bytes, *, retain: bool, qos: int | None = None) -> None:
         """Queue a message (never blocks; counted and dropped when the queue is full)."""
-        if not self.connected.is_set():
+        if not self.accepting:
             return  # state is republished in full after the next connect
         try:
             self._queue.put_nowait(
@@ -133,6 +134,7 @@ class BrokerConnection:
                 )
             finally:
                 self.connected.clear()
+                self.accepting = False
                 self._client = None
                 _drain(self._queue)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -157,9 +159,10 @@ class BrokerConnection:
                 await client.subscribe(topic, qos=self.config.qos)
             await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
             self.connects += 1
-            self.connected.set()
+            self.accepting = True  # publish() queues from here on
             _LOGGER.info("mqtt: connected to %s:%s", self.host, self.port)
             await self.on_connect()
+            self.connected.set()  # connected = the retained state is out again
             sender = asyncio.get_running_loop().create_task(self._send_loop(client))
             try:
                 async for message in client.messages:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
@@ -80,6 +81,10 @@ class MqttService:
             self.discovery.owners = self.broker.authority.discovery_owners
             await self.broker.start()
             assert self.broker.port is not None
+            # Ports chosen by the system are kept: a restart listens on the same ones.
+            config = replace(config, port=self.broker.port, tls_port=self.broker.tls_port)
+            self.config = config
+            self.broker.config = config
             host, port = self.broker.host, self.broker.port
             username: str | None = self.broker.authority.server_username
             password: str | None = self.broker.authority.server_password
