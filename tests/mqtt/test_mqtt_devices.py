@@ -88,3 +88,25 @@ async def test_paho_device_read_and_written_through_rest(lab_factory: Any) -> No
         if lab.kind == "builtin":
             # The session ended: the device is offline (the login said which device it was).
             await wait_for(lambda: not lab.server.device("photo").connected)
+
+
+async def test_external_device_status_topic_and_last_will(mosquitto: Any) -> None:
+    from mqtt_helpers import start_lab
+
+    topics = {"photo": {"photocell": "alice/feeds/photocell", "$online": "alice/photo/status"}}
+    async with start_lab("external", [PHOTO], mosquitto, topic_maps=topics) as server:
+        assert server.server.mqtt is not None
+        await server.server.mqtt.wait_connected()
+        lab = MqttLab(server, "127.0.0.1", mosquitto.port, "external")
+        device = PahoDevice(lab, "photo-key")
+        device.client.will_set("alice/photo/status", "offline", retain=True)
+        state = server.device("photo")
+        with device.running():
+            device.client.publish("alice/photo/status", "online", retain=True)
+            await wait_for(lambda: state.connected)
+            assert "$online" not in state.resources
+            # The device dies without a DISCONNECT: mosquitto publishes its will.
+            sock = device.client.socket()
+            assert sock is not None
+            sock.close()
+            await wait_for(lambda: not state.connected, timeout=10)

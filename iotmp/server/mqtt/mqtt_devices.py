@@ -12,7 +12,9 @@ its MQTT session is (its last will ends it too).
 External broker: the server cannot see who published, so each MQTT device
 needs a topic map (``mqtt.topic_maps.{device}: {resource: topic}``); a topic in
 two maps is a configuration error at start. Mapped resources are inputs and
-outputs at once (fn 2); the device is online from its first message on.
+outputs at once (fn 2); the device is online from its first message on, and
+the map's ``$online`` topic (``online``/``offline``, e.g. its last will) sets
+it online or offline.
 
 Limits: ``mqtt.max_payload`` bytes per message, ``mqtt.max_topics`` feeds per
 device; anything past them is dropped with one warning per device.
@@ -43,6 +45,10 @@ _LOGGER = logging.getLogger(__name__)
 
 MQTT_TYPE: Final = "MQTT"
 FEED_LEVELS: Final = ("feeds", "f")
+ONLINE_KEY: Final = "$online"
+"""Topic-map key of a device's status topic (external broker): online/offline."""
+ONLINE_WORDS: Final = frozenset({"online", "1", "true", "on", "connected"})
+OFFLINE_WORDS: Final = frozenset({"offline", "0", "false", "off", "disconnected", ""})
 SYNC_DELAY: Final = 0.2
 """Seconds new feeds wait before the bridge and discovery see them (coalescing)."""
 # Adafruit's toggle block sends ON/OFF: they are booleans here (a switch in HA).
@@ -162,7 +168,7 @@ class MqttDevices:
         self._by_topic = self._mapped()
         for topic, (device_id, resource) in self._by_topic.items():
             device = self._device(device_id)
-            if device is not None:
+            if device is not None and resource != ONLINE_KEY:
                 device.write_topics[resource] = topic
                 device.store.resources.setdefault(resource, _new_resource(FN_INPUT))
 
@@ -320,6 +326,14 @@ class MqttDevices:
             return
         device = self._device(owner[0])
         if device is None:
+            return
+        if owner[1] == ONLINE_KEY:
+            # The device's own status topic (its last will says "offline").
+            text = data.decode("utf-8", "replace").strip().strip('"').lower()
+            if text in ONLINE_WORDS:
+                self._online(device, "")
+            elif text in OFFLINE_WORDS:
+                self._offline(device)
             return
         if device.link is None:
             self._online(device, "")
