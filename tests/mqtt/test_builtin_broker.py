@@ -214,3 +214,17 @@ async def test_server_restart_keeps_the_port_and_the_state(lab: MqttLab) -> None
         async with asyncio.timeout(5):
             message = await anext(aiter(user.messages))
         assert message.payload == b"42"  # the bridge's retained state, published again
+
+
+async def test_a_silent_connection_is_closed(lab: MqttLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iotmp.server.mqtt import broker
+
+    monkeypatch.setattr(broker, "CONNECT_TIMEOUT", 0.5)
+    reader, writer = await asyncio.open_connection(lab.host, lab.port)
+    try:
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed by the broker
+    finally:
+        writer.close()
+    async with client(lab, "alice", lab.server.password):
+        pass

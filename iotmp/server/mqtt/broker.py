@@ -17,6 +17,7 @@ topics outside the rights above (subscribe, publish and delivery are checked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
-from amqtt.errors import BrokerError
+from amqtt.errors import BrokerError, NoDataError
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import ApplicationMessage, Session
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from iotmp.server.app import IotmpServer
 
 _LOGGER = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send its CONNECT."""
 
 # amqtt finds its plugins by dotted name; they reach the server through this table.
 _AUTHORITIES: Final[dict[str, BrokerAuthority]] = {}
@@ -171,6 +175,22 @@ class _CheckedBroker(Broker):  # type: ignore[misc]  # untyped amqtt
         await self._client_connected(
             listener_name, _CappedReader(reader, self.read_limit), StreamWriterAdapter(writer)
         )
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: Any, remote_port: Any
+    ) -> Any:
+        # amqtt waits for the CONNECT without a time limit: a client that opens a
+        # socket and sends nothing would hold it for ever.
+        try:
+            return await asyncio.wait_for(
+                super()._initialize_client_session(reader, writer, remote_address, remote_port),
+                CONNECT_TIMEOUT,
+            )
+        except TimeoutError:
+            _LOGGER.info("mqtt: no CONNECT from %s within %g s", remote_address, CONNECT_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise NoDataError("no CONNECT in time") from None
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
