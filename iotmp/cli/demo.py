@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
-from iotmp.server.config import DEMO_USER, ConfigError
+from iotmp.server.app import IotmpServer
+from iotmp.server.config import DEMO_USER, ConfigError, DeviceConfig
 from iotmp.sim.fleet import Fleet
 from iotmp.sim.virtual_device import DEFAULT_TICK
 
@@ -39,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-port", type=int, help="device TLS port (default 25206)")
     parser.add_argument("--https-port", type=int, help="HTTPS API port (default 25243)")
     parser.add_argument("--no-tls", action="store_true", help="no TLS listeners")
+    parser.add_argument(
+        "--mqtt-port", type=int, help="built-in MQTT broker port (default 1883; needs iotmp[mqtt])"
+    )
+    parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker")
     parser.add_argument("--seed", type=int, help="random seed of the simulated physics")
     parser.add_argument(
         "--log-format",
@@ -65,14 +73,29 @@ def _sim_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _banner(
-    url: str, token: str, demo_file: str, devices: list[str], https_url: str | None = None
+    url: str,
+    token: str,
+    demo_file: str,
+    devices: list[str],
+    *,
+    https_url: str | None = None,
+    mqtt_port: int | None = None,
 ) -> str:
     short = f"{token[:12]}...{token[-6:]}" if len(token) > 24 else "(see the demo file)"
+    mqtt = (
+        [
+            f"  mqtt        127.0.0.1:{mqtt_port} (built-in broker; user {DEMO_USER},"
+            " password in the demo file)"
+        ]
+        if mqtt_port
+        else []
+    )
     return "\n".join(
         [
             "IOTMP demo running. Ctrl-C stops it.",
             f"  server      {url}",
             *([f"  https       {https_url} (self-signed certificate)"] if https_url else []),
+            *mqtt,
             f"  user        {DEMO_USER}",
             f"  token       {short} (in full in {demo_file})",
             f"  devices     {', '.join(devices)}",
@@ -98,6 +121,7 @@ async def run(args: argparse.Namespace) -> int:
         tls_port=args.tls_port,
         https_port=args.https_port,
         no_tls=args.no_tls,
+        mqtt_port=-1 if getattr(args, "no_mqtt", False) else getattr(args, "mqtt_port", None),
     )
     try:
         server, document = await server_cli.start_server(server_args)
@@ -114,15 +138,19 @@ async def run(args: argparse.Namespace) -> int:
         return err.code
     fleet = Fleet(devices)
     stop = asyncio.Event()
+    photocell = start_photocell(server)
+    names = [d.device_id for d in devices] + (["photocell (MQTT)"] if photocell else [])
     try:
         await fleet.start(target)
+        mqtt_port = server.mqtt.port if server.mqtt is not None else None
         print(
             _banner(
                 server.http_url,
                 document["token"],
                 document["path"],
-                [d.device_id for d in devices],
-                server.https_url,
+                names,
+                https_url=server.https_url,
+                mqtt_port=mqtt_port,
             ),
             flush=True,
         )
@@ -130,9 +158,26 @@ async def run(args: argparse.Namespace) -> int:
             await stop.wait()
     finally:
         print("stopping the demo", file=sys.stderr, flush=True)
+        if photocell is not None:
+            photocell.stop()
         await fleet.stop()
         await server.stop()
     return EXIT_OK
+
+
+def start_photocell(server: IotmpServer) -> Any:
+    """With the built-in broker: an MQTT device ``photocell`` run by paho-mqtt in a thread."""
+    if server.mqtt is None or server.mqtt.port is None:
+        return None
+    from iotmp.sim.photocell import Photocell  # noqa: PLC0415 - iotmp[mqtt]
+
+    key = secrets.token_urlsafe(12)
+    server.add_device(
+        DeviceConfig("photocell", DEMO_USER, key, name="Photocell (Adafruit example)", type="MQTT")
+    )
+    photocell = Photocell("127.0.0.1", server.mqtt.port, DEMO_USER, key, interval=2.0)
+    threading.Thread(target=photocell.run, name="photocell", daemon=True).start()
+    return photocell
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -33,6 +33,12 @@ from iotmp.server.config import (
     validate,
     write_private_json,
 )
+from iotmp.server.mqtt.settings import (
+    DEFAULT_MQTT_PORT,
+    DEFAULT_MQTT_TLS_PORT,
+    MqttConfig,
+    mqtt_available,
+)
 
 _LOGGER = logging.getLogger("iotmp.server")
 
@@ -127,6 +133,15 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
     )
     data_dir = getattr(args, "data_dir", None) or demo_file.parent / "data"
     config = replace(config, data_dir=str(Path(data_dir).resolve()))
+    mqtt_port = getattr(args, "mqtt_port", -1)  # only `iotmp demo` asks for a broker
+    if mqtt_available() and mqtt_port != -1:
+        # The demo runs the built-in broker when the iotmp[mqtt] extra is there.
+        mqtt = MqttConfig(
+            host=config.host,
+            port=DEFAULT_MQTT_PORT if mqtt_port is None else mqtt_port,
+            tls_port=DEFAULT_MQTT_TLS_PORT if tls_cert and mqtt_port is None else None,
+        )
+        config = replace(config, mqtt=mqtt)
     return config, demo_file, demo_secrets
 
 

@@ -57,7 +57,7 @@ DESCRIPTION = (
 def epilog() -> str:
     """Help text after the options: the built-in profiles."""
     return (
-        f"Built-in profiles: {', '.join(builtin_profile_names())}. "
+        f"Built-in profiles: {', '.join(builtin_profile_names())}, photocell (MQTT). "
         "Profile format and more examples: docs/devices.md."
     )
 
@@ -518,8 +518,39 @@ async def run(args: argparse.Namespace, failures: _ConnectionFailures | None = N
         return 0
 
 
+def run_photocell(args: argparse.Namespace) -> int:
+    """``--profile photocell``: the Adafruit IO example over MQTT (paho-mqtt, not IOTMP)."""
+    try:
+        from iotmp.sim.photocell import DEFAULT_MQTT_PORT, Photocell  # noqa: PLC0415
+    except ImportError:
+        print("iotmp sim: the photocell needs the iotmp[mqtt] extra", file=sys.stderr)
+        return EXIT_USAGE
+    if not (args.server and args.user and args.credential):
+        print(
+            "iotmp sim: photocell needs --server HOST[:PORT] --user --credential", file=sys.stderr
+        )
+        return EXIT_USAGE
+    host, _, port = args.server.rpartition(":") if ":" in args.server else (args.server, "", "")
+    photocell = Photocell(
+        host,
+        int(port) if port.isdigit() else DEFAULT_MQTT_PORT,
+        args.user,
+        args.credential,
+        interval=args.interval,
+        seed=args.seed,
+    )
+    print(f"photocell: publishing {photocell.photocell_topic} to {host}:{photocell.port}")
+    try:
+        photocell.run()
+    except KeyboardInterrupt:
+        photocell.stop()
+    return 0
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp sim`` with parsed arguments; returns the exit code."""
+    if args.profile == ["photocell"]:
+        return run_photocell(args)
     if args.list_profiles:
         for name, profile in builtin_profiles().items():
             resources = ", ".join(f"{s.name}({s.kind})" for s in profile.resources)

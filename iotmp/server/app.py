@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,12 +22,16 @@ from .config import DeviceConfig, ServerConfig, UserConfig, validate
 from .device_link import DeviceLink
 from .handshake_log import HandshakeLog
 from .http_api import RestApi, error_middleware
+from .http_devices import HttpDevices
 from .http_errors import HttpSite, handler_class
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
 from .routes_resources import ResourceRoutes
 from .streams import StreamHub
 from .tls import HttpsSite
+
+if TYPE_CHECKING:
+    from .mqtt.service import MqttService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,12 +79,18 @@ class IotmpServer:
         self.hub = StreamHub(self._link_of)
         self.app_sockets = AppSockets(self)
         self.gateway = DeviceGateway(self)
+        self.http_devices = HttpDevices(self)
         self.registry.add_listener(self.app_sockets.device_state_changed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.https_port: int | None = None
         self.running = False
+        self.mqtt: MqttService | None = None
+        if self.config.mqtt is not None:
+            from .mqtt import load_service  # noqa: PLC0415 - optional extra
+
+            self.mqtt = load_service(self, self.config.mqtt)
 
     # -- users and devices -------------------------------------------------------
 
@@ -185,6 +195,7 @@ class IotmpServer:
         app = web.Application(
             middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
         )
+        app.add_routes(self.http_devices.routes())
         api = RestApi(self)
         extra = ResourceRoutes(self, api)
         app.add_routes(extra.routes())
@@ -222,6 +233,8 @@ class IotmpServer:
             if config.https_enabled and self._runner is not None:
                 self.https_port = await self._start_https(self._runner)
             await self.gateway.start()
+            if self.mqtt is not None:
+                await self.mqtt.start()
         except BaseException:
             await self._shutdown()
             raise
@@ -266,6 +279,9 @@ class IotmpServer:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        self.http_devices.close()
         self.gateway.closing = True
         await self.gateway.stop()
         await self.app_sockets.close_all()

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from .mqtt.settings import MqttConfig, MqttConfigError, parse_mqtt
+
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 25280
 DEFAULT_TCP_PORT: Final = 25204
@@ -106,6 +108,8 @@ class ServerConfig:
     database: str | None = None
     users: tuple[UserConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
+    mqtt: MqttConfig | None = None
+    http_device_timeout: float = 300.0
 
     @property
     def tls_enabled(self) -> bool:
@@ -157,6 +161,7 @@ _SCALAR_KEYS: Final[dict[str, tuple[type, ...]]] = {
     "login_delay_max": (int, float),
     "data_dir": (str, type(None)),
     "database": (str, type(None)),
+    "http_device_timeout": (int, float),
 }
 
 
@@ -210,7 +215,7 @@ def parse_config(data: Any) -> ServerConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a mapping")
-    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices"}
+    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices", "mqtt"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     values: dict[str, Any] = {}
@@ -227,6 +232,10 @@ def parse_config(data: Any) -> ServerConfig:
     if not isinstance(raw_devices, list):
         raise ConfigError("devices: expected a list")
     devices = tuple(_parse_device(i, d, default_user) for i, d in enumerate(raw_devices))
+    try:
+        values["mqtt"] = parse_mqtt(data.get("mqtt"))
+    except MqttConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return validate(ServerConfig(users=users, devices=devices, **values))
 
 

@@ -67,7 +67,7 @@ class DeviceLink:
 
     async def start_stream(
         self, resource: str, interval_ms: int, on_data: Callable[[Any], None]
-    ) -> StreamHandle:
+    ) -> object:
         """START_STREAM (``{"interval": ms}``, or no PARAMETERS for push-only)."""
         return await self.session.start_stream(
             resource,
