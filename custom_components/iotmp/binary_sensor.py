@@ -11,10 +11,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from iotmp.ha_mapping import EntitySpec
+
 from .const import CONNECTIVITY_KEY
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpEntity
-from iotmp.ha_mapping import EntitySpec
 from .util import enum_or_none
 
 # Reading only: every change arrives by push.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import voluptuous as vol
@@ -21,8 +23,9 @@ from homeassistant.const import (
     CONF_USERNAME,
     CONF_VERIFY_SSL,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.network import NoURLAvailableError, get_url
 from homeassistant.helpers.selector import (
     BooleanSelector,
     NumberSelector,
@@ -47,6 +50,13 @@ from iotmp.client import (
     IotmpForbiddenError,
     normalize_base_url,
 )
+from iotmp.ha_mapping import (
+    ResourceOverride,
+    device_classes_for,
+    map_resource_with_notes,
+    valid_platforms,
+)
+from iotmp.server.config import DEVICE_ID_RE
 
 from .const import (
     AUTH_PASSWORD,
@@ -58,27 +68,37 @@ from .const import (
     CONF_DEVICE_INTERVALS,
     CONF_DEVICES,
     CONF_EXPIRES_AT,
+    CONF_HOST,
+    CONF_MODE,
     CONF_OVERRIDES,
     CONF_PLATFORM,
     CONF_REFRESH_TOKEN,
+    CONF_TCP_PORT,
+    CONF_TLS_CERT,
+    CONF_TLS_KEY,
+    CONF_TLS_PORT,
     CONF_UNIT,
     CONF_UPDATE_INTERVAL,
+    DEFAULT_EMBEDDED_HOST,
+    DEFAULT_TCP_PORT,
+    DEFAULT_TLS_PORT,
     DEFAULT_UPDATE_INTERVAL,
     DEFAULT_URL,
     DOMAIN,
+    EMBEDDED_UNIQUE_ID,
+    EMBEDDED_USER,
     LOGGER,
     MAX_UPDATE_INTERVAL,
     MIN_UPDATE_INTERVAL,
+    MODE_EMBEDDED,
 )
 from .coordinator import IotmpConfigEntry, IotmpManager
-from iotmp.ha_mapping import (
-    ResourceOverride,
-    device_classes_for,
-    map_resource_with_notes,
-    valid_platforms,
-)
+from .embedded import EmbeddedServer
 
 CONF_DEVICE = "device"
+CONF_DEVICE_ID = "device_id"
+CONF_NAME = "name"
+CONF_TLS = "tls"
 CONF_INTERVAL = "interval"
 CONF_RESOURCE = "resource"
 PLATFORM_AUTO = "auto"
@@ -117,6 +137,79 @@ RECONFIGURE_SCHEMA = vol.Schema(
         vol.Required(CONF_VERIFY_SSL): BooleanSelector(),
     }
 )
+
+
+_PORT_SELECTOR = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+EMBEDDED_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST, default=DEFAULT_EMBEDDED_HOST): _TEXT_SELECTOR,
+        vol.Required(CONF_TCP_PORT, default=DEFAULT_TCP_PORT): _PORT_SELECTOR,
+        vol.Required(CONF_TLS, default=True): BooleanSelector(),
+        vol.Required(CONF_TLS_PORT, default=DEFAULT_TLS_PORT): _PORT_SELECTOR,
+        vol.Optional(CONF_TLS_CERT): _TEXT_SELECTOR,
+        vol.Optional(CONF_TLS_KEY): _TEXT_SELECTOR,
+    }
+)
+
+
+async def embedded_entry_data(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Entry data of an embedded server from the form, or the form's errors."""
+    host = str(user_input.get(CONF_HOST) or "").strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None, {CONF_HOST: "invalid_host"}
+    tls = bool(user_input.get(CONF_TLS))
+    tcp_port = int(user_input[CONF_TCP_PORT])
+    tls_port = int(user_input[CONF_TLS_PORT]) if tls else None
+    if tls_port is not None and tls_port == tcp_port:
+        return None, {CONF_TLS_PORT: "same_port"}
+    cert = str(user_input.get(CONF_TLS_CERT) or "").strip() or None
+    key = str(user_input.get(CONF_TLS_KEY) or "").strip() or None
+    if tls and (cert is None) != (key is None):
+        return None, {"base": "cert_and_key"}
+    if tls and cert is not None and key is not None:
+        paths = (hass.config.path(cert), hass.config.path(key))
+        if not await hass.async_add_executor_job(_files_exist, paths):
+            return None, {"base": "cert_not_found"}
+        cert, key = paths
+    data = {
+        CONF_MODE: MODE_EMBEDDED,
+        CONF_HOST: host,
+        CONF_TCP_PORT: tcp_port,
+        CONF_TLS_PORT: tls_port,
+        CONF_TLS_CERT: cert if tls else None,
+        CONF_TLS_KEY: key if tls else None,
+    }
+    return data, {}
+
+
+def firmware_host(hass: HomeAssistant, data: Mapping[str, Any]) -> tuple[str, int]:
+    """Address and port a device on the LAN uses to reach the embedded server."""
+    host = str(data.get(CONF_HOST) or DEFAULT_EMBEDDED_HOST)
+    if host in ("0.0.0.0", "::"):
+        try:
+            host = URL(get_url(hass, allow_external=False, allow_cloud=False)).host or host
+        except NoURLAvailableError:
+            host = "homeassistant.local"
+    return host, int(data.get(CONF_TCP_PORT) or DEFAULT_TCP_PORT)
+
+
+def firmware_lines(device_id: str, credential: str, host: str, port: int) -> str:
+    """Return the IOTMP-Arduino lines (ESP32 here) that connect a device to the embedded server."""
+    return (
+        "#include <thinger/iotmp/arduino/ThingerESP32.h>\n"
+        f'thinger::iotmp::ThingerESP32 thing("{EMBEDDED_USER}", "{device_id}", "{credential}");\n'
+        f'// in setup(): thing.set_host("{host}", {port});'
+    )
+
+
+def _files_exist(paths: tuple[str, ...]) -> bool:
+    return all(Path(path).is_file() for path in paths)
 
 
 # hassfest forbids URLs inside translation strings; the examples come in as placeholders.
@@ -285,7 +378,32 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose how to sign in: an access token or username and password."""
-        return self.async_show_menu(step_id="user", menu_options=["token", "password"])
+        return self.async_show_menu(step_id="user", menu_options=["token", "password", "embedded"])
+
+    async def async_step_embedded(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Run an IOTMP server inside Home Assistant: address, ports and certificate."""
+        await self.async_set_unique_id(EMBEDDED_UNIQUE_ID)
+        self._abort_if_unique_id_configured()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = await embedded_entry_data(self.hass, user_input)
+            if data is not None:
+                return self.async_create_entry(
+                    title="IOTMP server in Home Assistant",
+                    data=data,
+                    options={
+                        CONF_ALL_DEVICES: True,
+                        CONF_DEVICES: [],
+                        CONF_UPDATE_INTERVAL: DEFAULT_UPDATE_INTERVAL,
+                    },
+                )
+        return self.async_show_form(
+            step_id="embedded",
+            data_schema=self.add_suggested_values_to_schema(EMBEDDED_SCHEMA, user_input),
+            errors=errors,
+        )
 
     async def async_step_token(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Server URL, access token and TLS switch."""
@@ -502,6 +620,7 @@ class IotmpOptionsFlow(OptionsFlow):
         """Nothing chosen yet."""
         self._devices: list[DeviceRecord] = []
         self._override_target: tuple[str, str] | None = None
+        self._credential: tuple[str, str, str] | None = None
 
     @property
     def _manager(self) -> IotmpManager:
@@ -515,8 +634,114 @@ class IotmpOptionsFlow(OptionsFlow):
         """Choose what to change."""
         if self.config_entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="not_loaded")
-        return self.async_show_menu(
-            step_id="init", menu_options=["settings", "device_interval", "override"]
+        menu = ["settings", "device_interval", "override"]
+        if self.config_entry.data.get(CONF_MODE) == MODE_EMBEDDED:
+            menu = ["add_device", "remove_device", "regenerate", *menu]
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    # ------------------------------------------------ embedded server's devices
+
+    @property
+    def _server(self) -> EmbeddedServer:
+        entry: IotmpConfigEntry = self.config_entry
+        server = entry.runtime_data.server
+        assert server is not None
+        return server
+
+    def _unchanged(self) -> ConfigFlowResult:
+        """Finish without changing the options (the server's devices are stored apart)."""
+        return self.async_create_entry(data=dict(self.config_entry.options))
+
+    def _server_device_schema(self) -> vol.Schema:
+        options = [
+            SelectOptionDict(value=device.device_id, label=f"{device.name} ({device.device_id})")
+            for device in sorted(self._server.devices.values(), key=lambda d: d.name.lower())
+        ]
+        return vol.Schema(
+            {
+                vol.Required(CONF_DEVICE): SelectSelector(
+                    SelectSelectorConfig(options=options, mode=SelectSelectorMode.DROPDOWN)
+                )
+            }
+        )
+
+    async def async_step_add_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a device: its id and name (the credential is generated)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            device_id = str(user_input[CONF_DEVICE_ID]).strip()
+            name = str(user_input.get(CONF_NAME) or "").strip() or device_id
+            if not DEVICE_ID_RE.match(device_id):
+                errors[CONF_DEVICE_ID] = "invalid_device_id"
+            elif device_id in self._server.devices:
+                errors[CONF_DEVICE_ID] = "device_exists"
+            else:
+                credential = await self._server.async_add_device(device_id, name)
+                self._credential = (device_id, name, credential)
+                return await self.async_step_credential()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_DEVICE_ID): _TEXT_SELECTOR,
+                vol.Optional(CONF_NAME): _TEXT_SELECTOR,
+            }
+        )
+        return self.async_show_form(
+            step_id="add_device",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )
+
+    async def async_step_regenerate(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Give a device a new credential (the old one stops working now)."""
+        if not self._server.devices:
+            return self.async_abort(reason="no_devices")
+        if user_input is not None:
+            device_id = user_input[CONF_DEVICE]
+            credential = await self._server.async_regenerate(device_id)
+            self._credential = (device_id, self._server.devices[device_id].name, credential)
+            return await self.async_step_credential()
+        return self.async_show_form(step_id="regenerate", data_schema=self._server_device_schema())
+
+    async def async_step_credential(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the credential once, with the firmware lines that use it."""
+        assert self._credential is not None
+        if user_input is not None:
+            self._credential = None
+            return self._unchanged()
+        device_id, name, credential = self._credential
+        host, port = firmware_host(self.hass, self.config_entry.data)
+        return self.async_show_form(
+            step_id="credential",
+            data_schema=vol.Schema({}),
+            description_placeholders={
+                "device": name,
+                "device_id": device_id,
+                "user": EMBEDDED_USER,
+                "credential": credential,
+                "host": host,
+                "port": str(port),
+                "firmware": firmware_lines(device_id, credential, host, port),
+            },
+        )
+
+    async def async_step_remove_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Forget a device: it is disconnected and its entities are removed."""
+        if not self._server.devices:
+            return self.async_abort(reason="no_devices")
+        if user_input is not None:
+            await self._server.async_remove_device(user_input[CONF_DEVICE])
+            self._manager.async_request_full_refresh()
+            return self._unchanged()
+        return self.async_show_form(
+            step_id="remove_device", data_schema=self._server_device_schema()
         )
 
     async def async_step_settings(

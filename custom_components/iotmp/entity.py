@@ -10,9 +10,10 @@ from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 
+from iotmp.ha_mapping import EntitySpec
+
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import IotmpManager
-from iotmp.ha_mapping import EntitySpec
 
 
 class IotmpEntity(Entity):

@@ -14,9 +14,10 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from iotmp.ha_mapping import EntitySpec
+
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpEntity
-from iotmp.ha_mapping import EntitySpec
 from .util import enum_or_none
 
 # Reading only: every change arrives by push.

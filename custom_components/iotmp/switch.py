@@ -9,9 +9,10 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from iotmp.ha_mapping import EntitySpec
+
 from .coordinator import IotmpConfigEntry, IotmpManager
 from .entity import IotmpControlEntity
-from iotmp.ha_mapping import EntitySpec
 from .util import enum_or_none
 
 # One command at a time per entity; the state comes back on the stream.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -54,6 +55,9 @@ class DeviceGateway:
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
         self.closing = False
+        # A TLS context made beforehand (an embedding event loop loads certificates
+        # in an executor); None: built from tls_cert/tls_key at start.
+        self.ssl_context: ssl.SSLContext | None = None
 
     # -- listeners -------------------------------------------------------------
 
@@ -67,7 +71,7 @@ class DeviceGateway:
             )
         if config.tls_enabled:
             assert config.tls_cert is not None and config.tls_port is not None
-            context = server_ssl_context(config.tls_cert, config.tls_key)
+            context = self.ssl_context or server_ssl_context(config.tls_cert, config.tls_key)
             self._tls = await asyncio.start_server(
                 self._on_stream,
                 config.host,

@@ -152,6 +152,10 @@ class DeviceRegistry:
             state.config = config
         return state
 
+    def remove(self, device_id: str) -> DeviceState | None:
+        """Forget a device; closing its live session is the caller's job."""
+        return self._devices.pop(device_id, None)
+
     def get(self, device_id: str) -> DeviceState | None:
         """Return the device with this id, if configured."""
         return self._devices.get(device_id)
