@@ -172,7 +172,7 @@ async def test_config_flow_creates_a_running_server(hass: HomeAssistant) -> None
 
 
 def _free_port() -> int:
-    import socket  # noqa: PLC0415
+    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -188,9 +188,7 @@ async def test_device_entities_commands_and_availability(
         await wait_for(hass, lambda: find_device(hass, "embedded:smart-plug") is not None)
         relay = await entity_id(hass, "switch", "smart-plug", "relay")
         await wait_for(hass, lambda: state_of(hass, relay) == STATE_OFF)
-        await hass.services.async_call(
-            "switch", "turn_on", {ATTR_ENTITY_ID: relay}, blocking=True
-        )
+        await hass.services.async_call("switch", "turn_on", {ATTR_ENTITY_ID: relay}, blocking=True)
         plug = fleet["smart-plug"]
         assert plug.state["relay"] is True
         assert [c.value for c in plug.commands if c.resource == "relay"] == [True]
@@ -234,9 +232,7 @@ async def test_wrong_credential_refused_and_reported_once(
     assert issue.translation_placeholders == {"device": "counter"}
 
 
-async def test_options_add_regenerate_remove(
-    hass: HomeAssistant, entry: MockConfigEntry
-) -> None:
+async def test_options_add_regenerate_remove(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     """Add a device (credential shown once with firmware), connect, regenerate, remove."""
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.MENU
