@@ -234,9 +234,8 @@ def report(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         rest = statistics.median(r["rest"][key] for r in rounds)
         embedded = statistics.median(r["embedded"][key] for r in rounds)
         summary[key] = {"rest": rest, "embedded": embedded, "ratio": embedded / rest}
-    print(
-        f"\n{'median of ' + str(len(rounds)) + ' rounds':<24}{'REST':>10}{'embedded':>10}{'ratio':>8}"
-    )
+    title = f"median of {len(rounds)} rounds"
+    print(f"\n{title:<24}{'REST':>10}{'embedded':>10}{'ratio':>8}")
     for key, label in (
         ("ready_s", "entities with states (s)"),
         ("rtt_p50_ms", "command p50 (ms)"),
