@@ -276,10 +276,13 @@ def _devices_schema(
         for device_id in selected
         if device_id not in known
     ]
+    # With "All devices" on every device is in: ticked boxes say so (empty ones read as
+    # "none selected"), and turning the switch off starts from all of them.
+    ticked = [device.device_id for device in devices] if all_devices else selected
     return vol.Schema(
         {
             vol.Required(CONF_ALL_DEVICES, default=all_devices): BooleanSelector(),
-            vol.Optional(CONF_DEVICES, default=selected): SelectSelector(
+            vol.Optional(CONF_DEVICES, default=ticked): SelectSelector(
                 SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
             ),
         }

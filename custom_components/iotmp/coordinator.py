@@ -547,7 +547,7 @@ class IotmpManager:
                 if device is None:
                     device = self._async_create_device(device_id)
                 device.name = record.name or device_id
-                device.model = record.type or None
+                device.model = device_model(record)
                 device.connected = record.connected and record.enabled
             semaphore = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
 
@@ -933,6 +933,23 @@ class IotmpManager:
         if self._cache_dirty:
             self._cache_dirty = False
             await self._store.async_save(self._cache)
+
+
+MAX_MODEL_LENGTH: Final = 64
+
+
+def device_model(record: DeviceRecord) -> str | None:
+    """Model shown for a device: its type, else its (short) description, else None.
+
+    Servers give every device the type "Generic" unless told otherwise, which says
+    nothing; a short description ("ESP32 greenhouse node") says more.
+    """
+    if record.type and record.type.lower() != "generic":
+        return record.type
+    description = record.description.strip()
+    if description and len(description) <= MAX_MODEL_LENGTH and "\n" not in description:
+        return description
+    return None
 
 
 THINGER_CLOUD_API: Final = "api.thinger.io"

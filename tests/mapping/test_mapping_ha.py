@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.iotmp import mapping
+from iotmp import ha_mapping as mapping
 from iotmp.ha_mapping import (
     EntitySpec,
     ResourceOverride,
