@@ -53,7 +53,9 @@ from iotmp.client import (
 from iotmp.ha_mapping import (
     ResourceOverride,
     device_classes_for,
+    map_resource,
     map_resource_with_notes,
+    prettify,
     valid_platforms,
 )
 from iotmp.server.config import DEVICE_ID_RE
@@ -206,6 +208,46 @@ def firmware_lines(device_id: str, credential: str, host: str, port: int) -> str
         f'thinger::iotmp::ThingerESP32 thing("{EMBEDDED_USER}", "{device_id}", "{credential}");\n'
         f'// in setup(): thing.set_host("{host}", {port});'
     )
+
+
+def _override_options(
+    device_id: str, device_name: str, resource: str, info: Any
+) -> list[SelectOptionDict]:
+    """Picker entries of one resource: the whole resource, then each of its values.
+
+    Labels are the entity names a user sees (not raw resource ids).
+    """
+    specs = map_resource(info)
+    if not valid_platforms(info) or not specs:
+        return []
+    if len(specs) == 1:
+        return [
+            SelectOptionDict(
+                value=json.dumps([device_id, resource]), label=f"{device_name}: {specs[0].name}"
+            )
+        ]
+    options = [
+        SelectOptionDict(
+            value=json.dumps([device_id, resource]),
+            label=f"{device_name}: {prettify(resource) or resource} (every value)",
+        )
+    ]
+    options += [
+        SelectOptionDict(
+            value=json.dumps([device_id, resource, spec.key]), label=f"{device_name}: {spec.name}"
+        )
+        for spec in specs
+        if valid_platforms(info, spec.key)
+    ]
+    return options
+
+
+def _value_label(info: Any, key: str) -> str:
+    """Friendly name of a resource or of one of its values."""
+    for spec in map_resource(info):
+        if spec.key == key:
+            return spec.name
+    return prettify(key) or key
 
 
 def _files_exist(paths: tuple[str, ...]) -> bool:
@@ -622,7 +664,7 @@ class IotmpOptionsFlow(OptionsFlow):
     def __init__(self) -> None:
         """Nothing chosen yet."""
         self._devices: list[DeviceRecord] = []
-        self._override_target: tuple[str, str] | None = None
+        self._override_target: tuple[str, str, str] | None = None
         self._credential: tuple[str, str, str] | None = None
 
     @property
@@ -835,21 +877,18 @@ class IotmpOptionsFlow(OptionsFlow):
     async def async_step_override(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Pick the resource whose guessed platform, device class or unit to change."""
+        """Pick the resource (or one value of it) whose platform, class or unit to change."""
         options = [
-            SelectOptionDict(
-                value=json.dumps([device.device_id, name]),
-                label=f"{device.name}: {name}",
-            )
+            option
             for device in sorted(self._manager.devices.values(), key=lambda d: d.name.lower())
             for name, info in sorted(device.resources.items())
-            if valid_platforms(info)
+            for option in _override_options(device.device_id, device.name, name, info)
         ]
         if not options:
             return self.async_abort(reason="no_resources")
         if user_input is not None:
-            device_id, resource = json.loads(user_input[CONF_RESOURCE])
-            self._override_target = (device_id, resource)
+            device_id, resource, *key = json.loads(user_input[CONF_RESOURCE])
+            self._override_target = (device_id, resource, key[0] if key else resource)
             return await self.async_step_override_settings()
         schema = vol.Schema(
             {
@@ -865,14 +904,15 @@ class IotmpOptionsFlow(OptionsFlow):
     ) -> ConfigFlowResult:
         """Platform, device class and unit for the chosen resource (empty: guessed)."""
         assert self._override_target is not None
-        device_id, resource = self._override_target
+        device_id, resource, key = self._override_target
         device = self._manager.devices[device_id]
-        platforms = list(valid_platforms(device.resources[resource]))
+        info = device.resources[resource]
+        platforms = list(valid_platforms(info, None if key == resource else key))
         all_overrides: dict[str, dict[str, dict[str, Any]]] = {
             key: dict(value)
             for key, value in self.config_entry.options.get(CONF_OVERRIDES, {}).items()
         }
-        current: dict[str, Any] = all_overrides.get(device_id, {}).get(resource, {})
+        current: dict[str, Any] = all_overrides.get(device_id, {}).get(key, {})
         device_classes = sorted(
             {
                 device_class
@@ -881,7 +921,11 @@ class IotmpOptionsFlow(OptionsFlow):
             }
         )
         errors: dict[str, str] = {}
-        placeholders = {"device": device.name, "resource": resource, "notes": ""}
+        placeholders = {
+            "device": device.name,
+            "resource": _value_label(info, key),
+            "notes": "",
+        }
         if user_input is not None:
             platform = user_input[CONF_PLATFORM]
             device_class = (user_input.get(CONF_DEVICE_CLASS) or "").strip() or None
@@ -896,8 +940,10 @@ class IotmpOptionsFlow(OptionsFlow):
                     device_class=device_class,
                     unit=unit,
                 )
-                info = device.resources[resource]
-                result = map_resource_with_notes(info, override)
+                if key == resource:
+                    result = map_resource_with_notes(info, override)
+                else:
+                    result = map_resource_with_notes(info, overrides={key: override})
                 if result.notes and result.specs == map_resource_with_notes(info).specs:
                     # Nothing of the resource took the override: say why.
                     notes = result.notes
@@ -915,9 +961,9 @@ class IotmpOptionsFlow(OptionsFlow):
                 }
                 per_device = all_overrides.setdefault(device_id, {})
                 if item:
-                    per_device[resource] = item
+                    per_device[key] = item
                 else:
-                    per_device.pop(resource, None)
+                    per_device.pop(key, None)
                     if not per_device:
                         all_overrides.pop(device_id)
                 return self._save(**{CONF_OVERRIDES: all_overrides})
