@@ -210,6 +210,11 @@ class ResourceOverride:
     platform: str | None = None
     device_class: str | None = None
     unit: str | None = None
+    number_min: float | None = None
+    number_max: float | None = None
+    number_step: float | None = None
+    number_mode: str | None = None
+    """Range, step and "slider"/"box" of a ``number`` (None keeps the guess)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1222,7 +1227,35 @@ def _apply_override(spec: EntitySpec, override: ResourceOverride, notes: list[st
         spec = _override_device_class(spec, override.device_class, notes)
     if override.unit is not None:
         spec = _override_unit(spec, override.unit, notes)
+    if (
+        override.number_min is not None
+        or override.number_max is not None
+        or override.number_step is not None
+        or override.number_mode is not None
+    ):
+        spec = _override_number(spec, override, notes)
     return spec
+
+
+def _override_number(spec: EntitySpec, override: ResourceOverride, notes: list[str]) -> EntitySpec:
+    if spec.platform != NUMBER or spec.number is None:
+        notes.append(f"{spec.key}: range and step are for number entities")
+        return spec
+    current = spec.number
+    low = current.min if override.number_min is None else _finite(override.number_min)
+    high = current.max if override.number_max is None else _finite(override.number_max)
+    step = current.step if override.number_step is None else _finite(override.number_step)
+    mode = override.number_mode or current.mode
+    if low is None or high is None or step is None or not low < high:
+        notes.append(f"{spec.key}: the minimum must be below the maximum")
+        return spec
+    if not 0 < step <= high - low:
+        notes.append(f"{spec.key}: the step must be above 0 and fit the range")
+        return spec
+    if mode not in ("box", "slider"):
+        notes.append(f"{spec.key}: mode {mode!r} is neither box nor slider")
+        return spec
+    return replace(spec, number=NumberSpec(low, high, step, mode))
 
 
 def _merge(base: ResourceOverride | None, top: ResourceOverride | None) -> ResourceOverride | None:
@@ -1233,6 +1266,10 @@ def _merge(base: ResourceOverride | None, top: ResourceOverride | None) -> Resou
         platform=top.platform if top.platform is not None else base.platform,
         device_class=top.device_class if top.device_class is not None else base.device_class,
         unit=top.unit if top.unit is not None else base.unit,
+        number_min=top.number_min if top.number_min is not None else base.number_min,
+        number_max=top.number_max if top.number_max is not None else base.number_max,
+        number_step=top.number_step if top.number_step is not None else base.number_step,
+        number_mode=top.number_mode if top.number_mode is not None else base.number_mode,
     )
 
 

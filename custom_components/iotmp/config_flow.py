@@ -72,6 +72,10 @@ from .const import (
     CONF_EXPIRES_AT,
     CONF_HOST,
     CONF_MODE,
+    CONF_NUMBER_MAX,
+    CONF_NUMBER_MIN,
+    CONF_NUMBER_MODE,
+    CONF_NUMBER_STEP,
     CONF_OVERRIDES,
     CONF_PLATFORM,
     CONF_REFRESH_TOKEN,
@@ -141,6 +145,7 @@ RECONFIGURE_SCHEMA = vol.Schema(
 )
 
 
+_ANY_NUMBER_SELECTOR = NumberSelector(NumberSelectorConfig(mode=NumberSelectorMode.BOX, step="any"))
 _PORT_SELECTOR = NumberSelector(
     NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
 )
@@ -930,6 +935,13 @@ class IotmpOptionsFlow(OptionsFlow):
             platform = user_input[CONF_PLATFORM]
             device_class = (user_input.get(CONF_DEVICE_CLASS) or "").strip() or None
             unit = (user_input.get(CONF_UNIT) or "").strip() or None
+            number_fields = {
+                name: float(user_input[name])
+                for name in (CONF_NUMBER_MIN, CONF_NUMBER_MAX, CONF_NUMBER_STEP)
+                if user_input.get(name) is not None
+            }
+            number_mode = user_input.get(CONF_NUMBER_MODE)
+            number_mode = None if number_mode in (None, PLATFORM_AUTO) else number_mode
             if device_class is not None and device_class not in (
                 device_classes if platform == PLATFORM_AUTO else device_classes_for(platform)
             ):
@@ -939,6 +951,10 @@ class IotmpOptionsFlow(OptionsFlow):
                     platform=None if platform == PLATFORM_AUTO else platform,
                     device_class=device_class,
                     unit=unit,
+                    number_min=number_fields.get(CONF_NUMBER_MIN),
+                    number_max=number_fields.get(CONF_NUMBER_MAX),
+                    number_step=number_fields.get(CONF_NUMBER_STEP),
+                    number_mode=number_mode,
                 )
                 if key == resource:
                     result = map_resource_with_notes(info, override)
@@ -956,6 +972,8 @@ class IotmpOptionsFlow(OptionsFlow):
                         (CONF_PLATFORM, None if platform == PLATFORM_AUTO else platform),
                         (CONF_DEVICE_CLASS, device_class),
                         (CONF_UNIT, unit),
+                        *number_fields.items(),
+                        (CONF_NUMBER_MODE, number_mode),
                     )
                     if value is not None
                 }
@@ -988,9 +1006,29 @@ class IotmpOptionsFlow(OptionsFlow):
                 vol.Optional(CONF_UNIT): _TEXT_SELECTOR,
             }
         )
+        if "number" in platforms:
+            schema = schema.extend(
+                {
+                    vol.Optional(CONF_NUMBER_MIN): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(CONF_NUMBER_MAX): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(CONF_NUMBER_STEP): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(
+                        CONF_NUMBER_MODE, default=current.get(CONF_NUMBER_MODE, PLATFORM_AUTO)
+                    ): SelectSelector(
+                        SelectSelectorConfig(
+                            options=[PLATFORM_AUTO, "slider", "box"],
+                            mode=SelectSelectorMode.DROPDOWN,
+                            translation_key="number_mode",
+                        )
+                    ),
+                }
+            )
         suggested = user_input or {
             CONF_DEVICE_CLASS: current.get(CONF_DEVICE_CLASS),
             CONF_UNIT: current.get(CONF_UNIT),
+            CONF_NUMBER_MIN: current.get(CONF_NUMBER_MIN),
+            CONF_NUMBER_MAX: current.get(CONF_NUMBER_MAX),
+            CONF_NUMBER_STEP: current.get(CONF_NUMBER_STEP),
         }
         return self.async_show_form(
             step_id="override_settings",

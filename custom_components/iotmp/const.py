@@ -45,6 +45,10 @@ CONF_OVERRIDES: Final = "overrides"
 CONF_PLATFORM: Final = "platform"
 CONF_DEVICE_CLASS: Final = "device_class"
 CONF_UNIT: Final = "unit"
+CONF_NUMBER_MIN: Final = "min"
+CONF_NUMBER_MAX: Final = "max"
+CONF_NUMBER_STEP: Final = "step"
+CONF_NUMBER_MODE: Final = "mode_number"
 
 DEFAULT_UPDATE_INTERVAL: Final = 30
 MIN_UPDATE_INTERVAL: Final = 1

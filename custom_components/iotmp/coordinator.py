@@ -62,6 +62,10 @@ from .const import (
     CONF_DEVICES,
     CONF_EXPIRES_AT,
     CONF_MODE,
+    CONF_NUMBER_MAX,
+    CONF_NUMBER_MIN,
+    CONF_NUMBER_MODE,
+    CONF_NUMBER_STEP,
     CONF_OVERRIDES,
     CONF_PLATFORM,
     CONF_REFRESH_TOKEN,
@@ -268,6 +272,10 @@ class IotmpManager:
                 platform=item.get(CONF_PLATFORM) or None,
                 device_class=item.get(CONF_DEVICE_CLASS) or None,
                 unit=item.get(CONF_UNIT) or None,
+                number_min=item.get(CONF_NUMBER_MIN),
+                number_max=item.get(CONF_NUMBER_MAX),
+                number_step=item.get(CONF_NUMBER_STEP),
+                number_mode=item.get(CONF_NUMBER_MODE) or None,
             )
             for resource, item in raw.items()
         }

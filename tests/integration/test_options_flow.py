@@ -233,3 +233,34 @@ async def test_override_picker_names_and_one_field(
         if spec.resource == "schedule" and spec.key != key and spec.platform == "number"
     ]
     assert others and all(spec.unit != "min" for spec in others)
+
+
+@pytest.mark.profiles("controller")
+async def test_override_number_range(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
+    """Range, step and slider/box of a number come from the options when set."""
+    result = await _menu(hass, loaded_entry, "override")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"resource": json.dumps(["controller", "fan_speed"])}
+    )
+    assert result["step_id"] == "override_settings"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"platform": "auto", "min": 50, "max": 10}
+    )
+    assert result["errors"] == {"base": "override_not_applied"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"platform": "auto", "min": 10, "max": 90, "step": 5, "mode_number": "box"},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+
+    def ranged() -> bool:
+        state = hass.states.get("number.controller_fan_speed")
+        return state is not None and (
+            state.attributes.get("min"),
+            state.attributes.get("max"),
+            state.attributes.get("step"),
+            state.attributes.get("mode"),
+        ) == (10.0, 90.0, 5.0, "box")
+
+    await wait_for(hass, ranged)

@@ -906,3 +906,13 @@ def test_description_range_that_the_sample_contradicts_is_ignored() -> None:
     spec = one(Info("gain", 2, sample_in=50, raw={"fn": 2, "min": 1, "max": 10}))
     assert spec.number is not None
     assert spec.number.max > 10
+
+
+def test_number_range_override() -> None:
+    info = inp("fan_speed", 40)
+    spec = one(info, ResourceOverride(number_min=10, number_max=90, number_step=5))
+    assert spec.number is not None
+    assert (spec.number.min, spec.number.max, spec.number.step) == (10, 90, 5)
+    result = map_resource_with_notes(info, ResourceOverride(number_min=90, number_max=10))
+    assert result.specs == map_resource(info)
+    assert result.notes
