@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from aiohttp import web
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
 from homeassistant.helpers.storage import Store
 
 from iotmp.client import (
@@ -41,7 +43,7 @@ from iotmp.client import (
 )
 from iotmp.client.models import flatten_resources
 from iotmp.protocol.message import ABSENT
-from iotmp.protocol.transport import server_ssl_context
+from iotmp.protocol.transport import WEBSOCKET_PATH, server_ssl_context
 from iotmp.server import DeviceConfig, IotmpServer, ServerConfig, UserConfig
 from iotmp.server.certs import make_self_signed
 from iotmp.server.embedded import (
@@ -513,6 +515,48 @@ class EmbeddedEventStream(_LocalStream):
             self._remove = None
 
 
+DATA_DEVICE_VIEW: Final = f"{DOMAIN}_device_websocket"
+"""hass.data key: the embedded server the ``/iotmp`` view hands devices to (or None)."""
+
+
+class DeviceWebSocketView(HomeAssistantView):
+    """Devices over WebSocket on Home Assistant's own HTTP port (``/iotmp``).
+
+    Registered once per Home Assistant (views cannot be removed); it answers 404 while
+    no embedded server runs. Devices authenticate with IOTMP CONNECT, not HA's auth.
+    """
+
+    url = WEBSOCKET_PATH
+    name = "api:iotmp:device"
+    requires_auth = False
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        """Hand the connection to the embedded server's device gateway."""
+        hass: HomeAssistant = request.app[KEY_HASS]
+        embedded: EmbeddedServer | None = hass.data.get(DATA_DEVICE_VIEW)
+        if embedded is None or embedded.server is None:
+            return web.Response(status=404)
+        return await embedded.server.gateway.websocket(request)
+
+
+@callback
+def _async_serve_on_http_port(hass: HomeAssistant, embedded: EmbeddedServer) -> None:
+    """Let devices reach the server through Home Assistant's HTTP port too."""
+    http = getattr(hass, "http", None)
+    if http is None:
+        return  # HTTP not loaded (tests, minimal setups): TCP/TLS only
+    if DATA_DEVICE_VIEW not in hass.data:
+        http.register_view(DeviceWebSocketView())
+    hass.data[DATA_DEVICE_VIEW] = embedded
+
+    @callback
+    def _detach() -> None:
+        if hass.data.get(DATA_DEVICE_VIEW) is embedded:
+            hass.data[DATA_DEVICE_VIEW] = None
+
+    embedded.entry.async_on_unload(_detach)
+
+
 async def async_start_embedded(
     hass: HomeAssistant, entry: ConfigEntry[Any]
 ) -> tuple[EmbeddedServer, EmbeddedApiClient]:
@@ -528,6 +572,7 @@ async def async_start_embedded(
             translation_placeholders={"error": str(err) or type(err).__name__},
         ) from err
     assert server.access is not None
+    _async_serve_on_http_port(hass, server)
     return server, EmbeddedApiClient(server.access)
 
 

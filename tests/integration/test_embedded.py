@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -44,6 +46,8 @@ from custom_components.iotmp.const import (
     MODE_EMBEDDED,
 )
 from custom_components.iotmp.embedded import EmbeddedServer
+from iotmp.sim.fleet import Target, make_devices
+from iotmp.sim.profile import load_profile
 from iotmp.sim.testing import TestFleet, run_virtual_devices
 
 from .conftest import find_device, setup_entry, state_of, wait_for
@@ -172,8 +176,6 @@ async def test_config_flow_creates_a_running_server(hass: HomeAssistant) -> None
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -369,3 +371,35 @@ async def test_diagnostics_redact_credentials(
     assert listener["tcp_port"] == embedded.server.tcp_port  # type: ignore[union-attr]
     assert listener["devices"] == ["counter"]
     assert credential not in str(diagnostics)
+
+
+async def test_devices_over_websocket_on_the_http_port(
+    hass: HomeAssistant, hass_client_no_auth: Any
+) -> None:
+    """With HTTP loaded, devices can also connect by WebSocket to ``/iotmp`` on its port."""
+    assert await async_setup_component(hass, "http", {})
+    config_entry = embedded_entry()
+    await setup_entry(hass, config_entry)
+    client = await hass_client_no_auth()
+    url = f"ws://127.0.0.1:{client.server.port}/iotmp"
+    embedded = embedded_of(config_entry)
+    devices = make_devices(
+        load_profile("counter"), user=EMBEDDED_USER, credential="ws-credential", tick=0.05
+    )
+    for device in devices:
+        await embedded.async_add_device(device.device_id, device.name, device.credential)
+    fleet = TestFleet(None, devices)
+    await fleet.start(Target(transport="ws", url=url))
+    try:
+        await fleet.wait_connected()
+        count = await entity_id(hass, "sensor", "counter", "count")
+        await wait_for(hass, lambda: state_of(hass, count) not in (None, "unknown"))
+        assert embedded.server is not None
+        assert embedded.server.devices_online() == ["counter"]
+    finally:
+        await fleet.stop()
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+    await hass.async_block_till_done()
+    # No server behind the view any more.
+    response = await client.get("/iotmp")
+    assert response.status == 404
