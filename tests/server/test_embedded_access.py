@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
 import pytest
 
 from iotmp.server.config import DeviceConfig
@@ -31,25 +29,27 @@ async def test_list_describe_write_and_stream() -> None:
             description = await access.describe("smart-plug")
             assert description["relay"]["fn"] == 2
             assert (await access.sample("smart-plug", "relay")) == {"in": False}
-            events: list[tuple[str, bool]] = []
+            went_offline = asyncio.Event()
             remove_listener = access.add_state_listener(
-                lambda device_id, up: events.append((device_id, up))
+                lambda device_id, up: (
+                    went_offline.set() if (device_id, up) == ("smart-plug", False) else None
+                )
             )
-            values: list[Any] = []
-            sub = access.subscribe("smart-plug", "relay", 0, lambda _r, v: values.append(v))
+            echoed = asyncio.Event()
+            sub = access.subscribe(
+                "smart-plug", "relay", 0, lambda _r, v: echoed.set() if v is True else None
+            )
             assert await access.write("smart-plug", "relay", True) is None
             assert fleet["smart-plug"].state["relay"] is True
             async with asyncio.timeout(5):
-                while True not in values:
-                    await asyncio.sleep(0.02)
+                await echoed.wait()
             access.unsubscribe(sub)
             with pytest.raises(ApiError) as missing:
                 await access.write("smart-plug", "nothing", 1)
             assert missing.value.status == 404
             await fleet["smart-plug"].stop()
             async with asyncio.timeout(5):
-                while ("smart-plug", False) not in events:
-                    await asyncio.sleep(0.02)
+                await went_offline.wait()
             remove_listener()
             with pytest.raises(ApiError) as offline:
                 await access.describe("smart-plug")
@@ -69,11 +69,12 @@ async def test_other_users_devices_are_not_visible() -> None:
 
 async def test_remove_and_replace_close_the_connection_and_refusals_are_seen() -> None:
     async with run_test_server(user="alice") as server:
-        refused: list[str] = []
-        watch_refusals(server.server.registry, refused.append)
-        async with run_virtual_devices(
-            server, profiles=["counter"], reconnect_delay=0.05
-        ) as fleet:
+        refused = asyncio.Event()
+        watch_refusals(
+            server.server.registry,
+            lambda device_id: refused.set() if device_id == "counter" else None,
+        )
+        async with run_virtual_devices(server, profiles=["counter"], reconnect_delay=0.05) as fleet:
             await fleet.wait_connected()
             counter = fleet["counter"]
             # New credential: the session made with the old one ends, reconnects fail.
@@ -81,8 +82,7 @@ async def test_remove_and_replace_close_the_connection_and_refusals_are_seen() -
                 server.server, DeviceConfig(id="counter", user="alice", credential="new")
             )
             async with asyncio.timeout(10):
-                while "counter" not in refused:
-                    await asyncio.sleep(0.02)
+                await refused.wait()
             assert not counter.connected
             assert server.devices_online() == []
             assert await remove_device(server.server, "counter") is True
