@@ -200,6 +200,11 @@ async def test_device_entities_commands_and_availability(
         device = find_device(hass, "embedded:smart-plug")
         assert device is not None
         assert device.name == plug.name
+        hub = find_device(hass, EMBEDDED_UNIQUE_ID)
+        assert hub is not None
+        assert device.via_device_id == hub.id
+        assert hub.model == "IOTMP server in Home Assistant"
+        assert hub.configuration_url is None
         await plug.stop()
         started = time.monotonic()
         await wait_for(hass, lambda: state_of(hass, relay) == STATE_UNAVAILABLE, timeout=2.0)
