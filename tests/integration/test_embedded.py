@@ -408,3 +408,23 @@ async def test_devices_over_websocket_on_the_http_port(
     # No server behind the view any more.
     response = await client.get("/iotmp")
     assert response.status == 404
+
+
+async def test_port_in_use_retries_setup(hass: HomeAssistant) -> None:
+    """A taken port is a temporary problem: setup is retried, nothing is left running."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config_entry = embedded_entry()
+        config_entry.add_to_hass(hass)
+        hass.config_entries.async_update_entry(
+            config_entry, data={**config_entry.data, CONF_TCP_PORT: port}
+        )
+        await hass.config_entries.async_setup(config_entry.entry_id)
+        await hass.async_block_till_done()
+        assert config_entry.state is ConfigEntryState.SETUP_RETRY
+        assert "cannot listen" in (config_entry.reason or "")
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+    await hass.async_block_till_done()
