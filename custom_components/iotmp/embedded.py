@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import ssl
 import time
@@ -74,6 +75,7 @@ MAX_REFUSAL_TRACKED: Final = 1024
 CREDENTIAL_BYTES: Final = 18
 SAMPLE_CONCURRENCY: Final = 8
 ISSUE_REFUSED: Final = "device_refused"
+_UNSAFE_ID_CHARS: Final = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
 def new_credential() -> str:
@@ -286,9 +288,11 @@ class EmbeddedServer:
         while len(self._refused_at) > MAX_REFUSAL_TRACKED:
             self._refused_at.popitem(last=False)
         known = device_id in self.devices
+        # Any text can arrive as an id: show only id characters (no markup in the issue).
+        shown = _UNSAFE_ID_CHARS.sub("?", device_id[:64])
         LOGGER.warning(
             "IOTMP device %r was refused: %s",
-            device_id[:64],
+            shown,
             "wrong credential" if known else "not a device of this server",
         )
         ir.async_create_issue(
@@ -299,7 +303,7 @@ class EmbeddedServer:
             is_persistent=False,
             severity=ir.IssueSeverity.WARNING,
             translation_key=ISSUE_REFUSED,
-            translation_placeholders={"device": device_id[:64]},
+            translation_placeholders={"device": shown},
         )
 
 

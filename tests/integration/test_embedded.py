@@ -428,3 +428,15 @@ async def test_port_in_use_retries_setup(hass: HomeAssistant) -> None:
         assert "cannot listen" in (config_entry.reason or "")
     assert await hass.config_entries.async_unload(config_entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def test_refused_unknown_id_is_shown_without_markup(
+    hass: HomeAssistant, entry: MockConfigEntry, issue_registry: ir.IssueRegistry
+) -> None:
+    """An id the device made up reaches the repair issue as plain id characters."""
+    embedded = embedded_of(entry)
+    assert embedded.server is not None
+    embedded.server.registry.authenticate(EMBEDDED_USER, "[x](http://evil)", "nope")
+    issue = issue_registry.async_get_issue(DOMAIN, f"device_refused_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders == {"device": "?x??http???evil?"}
