@@ -129,6 +129,7 @@ class EmbeddedServer:
         self.access: LocalAccess | None = None
         self._refused_at: OrderedDict[str, float] = OrderedDict()
         self.refused_total = 0
+        self._issue_device: str | None = None
         self.tls_error: str | None = None
 
     # ---------------------------------------------------------------- storage
@@ -219,6 +220,7 @@ class EmbeddedServer:
         server = IotmpServer(config)
         server.gateway.ssl_context = context
         watch_refusals(server.registry, self._on_refused)
+        server.registry.add_listener(self._on_state)
         await server.start()
         self.server = server
         self.access = LocalAccess(server, EMBEDDED_USER)
@@ -276,6 +278,13 @@ class EmbeddedServer:
     # --------------------------------------------------------------- refusals
 
     @callback
+    def _on_state(self, state: Any, connected: bool) -> None:
+        """Drop the repair issue once the device it names gets in."""
+        if connected and state.id == self._issue_device:
+            self._issue_device = None
+            ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_REFUSED}_{self.entry.entry_id}")
+
+    @callback
     def _on_refused(self, device_id: str) -> None:
         """Log (and raise a repair issue) at most once a minute per device id."""
         self.refused_total += 1
@@ -295,6 +304,7 @@ class EmbeddedServer:
             shown,
             "wrong credential" if known else "not a device of this server",
         )
+        self._issue_device = device_id
         ir.async_create_issue(
             self.hass,
             DOMAIN,

@@ -237,6 +237,14 @@ async def test_wrong_credential_refused_and_reported_once(
     issue = issue_registry.async_get_issue(DOMAIN, f"device_refused_{entry.entry_id}")
     assert issue is not None
     assert issue.translation_placeholders == {"device": "counter"}
+    # With the right credential in its firmware the device gets in; the issue goes.
+    async with devices_of(entry, "counter", register=False, credential="right-credential") as ok:
+        await ok.wait_connected()
+        await wait_for(
+            hass,
+            lambda: issue_registry.async_get_issue(DOMAIN, f"device_refused_{entry.entry_id}")
+            is None,
+        )
 
 
 async def test_options_add_regenerate_remove(hass: HomeAssistant, entry: MockConfigEntry) -> None:
