@@ -210,6 +210,11 @@ class ResourceOverride:
     platform: str | None = None
     device_class: str | None = None
     unit: str | None = None
+    number_min: float | None = None
+    number_max: float | None = None
+    number_step: float | None = None
+    number_mode: str | None = None
+    """Range, step and "slider"/"box" of a ``number`` (None keeps the guess)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +237,8 @@ class EntitySpec:
     """"bool" | "number" | "string" | "object" | "list" | "unknown" (from the sample)."""
     entity_category: str | None = None
     """"diagnostic" for signal strength, uptime and the like, else None."""
+    icon: str | None = None
+    """An ``mdi:`` icon from the name when no device class gives one, else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -811,6 +818,8 @@ class _Builder:
     specs: list[EntitySpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     truncated: bool = False
+    hints: Mapping[str, Any] = field(default_factory=dict)
+    """The resource's description entry (``min``/``max``/``step`` of a number)."""
 
     def key(self, direction: str, path: Sequence[str]) -> str:
         parts = [direction, *path] if self.side_prefix else list(path)
@@ -862,6 +871,7 @@ class _Builder:
             fn=self.fn,
             value_type=value_type,
             entity_category=entity_category,
+            icon=None if device_class is not None else _icon_for(self.resource, path),
         )
 
     # -- outputs ------------------------------------------------------------------
@@ -882,7 +892,9 @@ class _Builder:
                 self.spec(
                     platform=SENSOR, direction=DIRECTION_OUT, path=path, value_type=kind,
                     device_class=guess.device_class, unit=guess.unit,
-                    state_class=guess.state_class, entity_category=guess.category,
+                    # A function's output (fn 4) is a result, not a measurement.
+                    state_class=None if self.fn == 4 else guess.state_class,
+                    entity_category=guess.category,
                 )
             )  # fmt: skip
         elif kind == T_BOOL:
@@ -908,6 +920,8 @@ class _Builder:
             self.input_bool(path)
         elif kind == T_NUMBER:
             number, device_class, unit = _number_for(_guess_tokens(self.resource, path), value)
+            if not path:
+                number = _hinted_number(number, self.hints, value)
             self.add(
                 self.spec(
                     platform=NUMBER, direction=DIRECTION_IN, path=path, value_type=kind,
@@ -1019,6 +1033,50 @@ def _brightness_key(items: Mapping[str, Any]) -> str | None:
     return None if best is None else best[1]
 
 
+_NUM_SPEED: Final = frozenset({"speed", "fan", "rate", "power"})
+_NUM_HOUR: Final = frozenset({"hour", "hours", "hr", "hh"})
+_NUM_MINUTE: Final = frozenset({"minute", "minutes", "min", "mm"})
+_ICONS: Final[tuple[tuple[frozenset[str], str], ...]] = (
+    (frozenset({"count", "counter", "counts", "tally", "clicks", "pulses"}), "mdi:counter"),
+    (frozenset({"status", "state", "mode"}), "mdi:list-status"),
+    (frozenset({"light", "lux", "luminosity", "ldr", "brightness"}), "mdi:brightness-6"),
+    (frozenset({"fan", "speed", "rpm"}), "mdi:fan"),
+    (frozenset({"hour", "hours", "minute", "schedule", "time", "timer"}), "mdi:clock-outline"),
+    (frozenset({"level", "tank", "depth"}), "mdi:gauge"),
+    (frozenset({"motion", "presence", "occupancy"}), "mdi:motion-sensor"),
+    (frozenset({"door", "window"}), "mdi:door"),
+    (frozenset({"gpio", "pin", "relay"}), "mdi:electric-switch"),
+    (frozenset({"version", "firmware", "fw"}), "mdi:chip"),
+    (frozenset({"ip", "mac", "ssid", "wifi"}), "mdi:wifi"),
+    (frozenset({"error", "errors", "fault", "alarm"}), "mdi:alert-circle-outline"),
+)  # fmt: skip
+
+
+def _icon_for(resource: str, path: Sequence[str]) -> str | None:
+    """Icon of an entity without a device class, from the words of its name."""
+    words = _all_tokens(resource, path)
+    for keys, icon in _ICONS:
+        if words & keys:
+            return icon
+    return None
+
+
+def _hinted_number(number: NumberSpec, hints: Mapping[str, Any], sample: Any) -> NumberSpec:
+    """``min``/``max``/``step`` from the description (when sane) win over the guess."""
+    low = _finite(hints.get("min"))
+    high = _finite(hints.get("max"))
+    step = _finite(hints.get("step"))
+    if low is None or high is None or not low < high:
+        return number
+    value = _finite(sample)
+    if value is not None and not low <= value <= high:
+        return number  # the device's own value says the range is wrong
+    if step is None or not 0 < step <= high - low:
+        step = number.step
+    mode = "slider" if (high - low) / step <= 1000 else "box"
+    return NumberSpec(low, high, step, mode)
+
+
 def _number_for(tokens: Sequence[str], sample: Any) -> tuple[NumberSpec, str | None, str | None]:
     """Range, device class and unit of a ``number`` from its name words and sample."""
     value = _finite(sample)
@@ -1039,6 +1097,12 @@ def _number_for(tokens: Sequence[str], sample: Any) -> tuple[NumberSpec, str | N
     if words & _NUM_ANGLE and (value is None or 0 <= value <= 360):
         top = 180.0 if value is None or value <= 180 else 360.0
         return NumberSpec(0.0, top, 1.0, "slider"), None, "°"
+    if words & _NUM_HOUR and integral and (value is None or 0 <= value <= 23):
+        return NumberSpec(0.0, 23.0, 1.0, "box"), None, "h"
+    if words & _NUM_MINUTE and integral and (value is None or 0 <= value <= 59):
+        return NumberSpec(0.0, 59.0, 1.0, "box"), None, "min"
+    if words & _NUM_SPEED and (value is None or 0 <= value <= 100):
+        return NumberSpec(0.0, 100.0, 1.0 if integral else 0.1, "slider"), None, None
     bound = 1_000_000.0
     while value is not None and abs(value) > bound and bound < 1e15:
         bound *= 10
@@ -1163,7 +1227,35 @@ def _apply_override(spec: EntitySpec, override: ResourceOverride, notes: list[st
         spec = _override_device_class(spec, override.device_class, notes)
     if override.unit is not None:
         spec = _override_unit(spec, override.unit, notes)
+    if (
+        override.number_min is not None
+        or override.number_max is not None
+        or override.number_step is not None
+        or override.number_mode is not None
+    ):
+        spec = _override_number(spec, override, notes)
     return spec
+
+
+def _override_number(spec: EntitySpec, override: ResourceOverride, notes: list[str]) -> EntitySpec:
+    if spec.platform != NUMBER or spec.number is None:
+        notes.append(f"{spec.key}: range and step are for number entities")
+        return spec
+    current = spec.number
+    low = current.min if override.number_min is None else _finite(override.number_min)
+    high = current.max if override.number_max is None else _finite(override.number_max)
+    step = current.step if override.number_step is None else _finite(override.number_step)
+    mode = override.number_mode or current.mode
+    if low is None or high is None or step is None or not low < high:
+        notes.append(f"{spec.key}: the minimum must be below the maximum")
+        return spec
+    if not 0 < step <= high - low:
+        notes.append(f"{spec.key}: the step must be above 0 and fit the range")
+        return spec
+    if mode not in ("box", "slider"):
+        notes.append(f"{spec.key}: mode {mode!r} is neither box nor slider")
+        return spec
+    return replace(spec, number=NumberSpec(low, high, step, mode))
 
 
 def _merge(base: ResourceOverride | None, top: ResourceOverride | None) -> ResourceOverride | None:
@@ -1174,6 +1266,10 @@ def _merge(base: ResourceOverride | None, top: ResourceOverride | None) -> Resou
         platform=top.platform if top.platform is not None else base.platform,
         device_class=top.device_class if top.device_class is not None else base.device_class,
         unit=top.unit if top.unit is not None else base.unit,
+        number_min=top.number_min if top.number_min is not None else base.number_min,
+        number_max=top.number_max if top.number_max is not None else base.number_max,
+        number_step=top.number_step if top.number_step is not None else base.number_step,
+        number_mode=top.number_mode if top.number_mode is not None else base.number_mode,
     )
 
 
@@ -1195,7 +1291,13 @@ def _fn_of(info: Any) -> int | None:
 def _build(name: str, fn: int | None, info: Any) -> _Builder | None:
     sample_in = getattr(info, "sample_in", ABSENT)
     sample_out = getattr(info, "sample_out", ABSENT)
-    builder = _Builder(resource=name, fn=fn or 0, side_prefix=fn == 4)
+    raw = getattr(info, "raw", None)
+    builder = _Builder(
+        resource=name,
+        fn=fn or 0,
+        side_prefix=fn == 4,
+        hints=raw if isinstance(raw, Mapping) else {},
+    )
     if fn == 1:
         device_class = next(
             (_BUTTON_WORDS[token] for token in reversed(_tokens(name)) if token in _BUTTON_WORDS),

@@ -256,6 +256,7 @@ def missing_requirements() -> list[str]:
     comp_dir = Path(components.__path__[0])
     wanted = set(bootstrap.DEFAULT_INTEGRATIONS) | set(bootstrap.CORE_INTEGRATIONS)
     wanted |= {"frontend", "config", "logger", "http", "onboarding"}
+    wanted |= {"recorder", "history", "logbook", "energy"}  # CONFIGURATION_YAML
     manifests: dict[str, dict[str, Any]] = {}
 
     def visit(domain: str) -> None:
@@ -295,6 +296,15 @@ homeassistant:
 {http}
 frontend:
 config:
+# What a user judges first: graphs, long-term statistics, the logbook and (the smart
+# plug has an energy meter) the energy dashboard. Nothing else beyond what HA always
+# loads, so no unrelated repairs or tracebacks.
+recorder:
+  commit_interval: 5
+  purge_keep_days: 7
+history:
+logbook:
+energy:
 
 logger:
   default: warning

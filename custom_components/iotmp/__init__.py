@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN, PLATFORMS
+from .const import CONF_MODE, DOMAIN, MODE_EMBEDDED, PLATFORMS
 from .services import async_setup_services
 
 if TYPE_CHECKING:  # pragma: no cover - the modules load lazily (see async_setup_entry)
@@ -37,12 +37,26 @@ async def async_setup_entry(hass: HomeAssistant, entry: IotmpConfigEntry) -> boo
     """Connect to the server, snapshot the devices and start the streams."""
     from .coordinator import IotmpManager, IotmpRuntimeData, create_client  # noqa: PLC0415
 
-    client = create_client(hass, entry)
-    manager = IotmpManager(hass, entry, client)
-    await manager.async_setup()
-    entry.runtime_data = IotmpRuntimeData(
-        client=client, manager=manager, options=dict(entry.options)
-    )
+    if entry.data.get(CONF_MODE) == MODE_EMBEDDED:
+        from .embedded import async_start_embedded  # noqa: PLC0415
+
+        server, client = await async_start_embedded(hass, entry)
+        manager = IotmpManager(hass, entry, client)
+        try:
+            await manager.async_setup()
+        except BaseException:
+            await server.async_stop()
+            raise
+        entry.runtime_data = IotmpRuntimeData(
+            client=client, manager=manager, options=dict(entry.options), server=server
+        )
+    else:
+        remote = create_client(hass, entry)
+        manager = IotmpManager(hass, entry, remote)
+        await manager.async_setup()
+        entry.runtime_data = IotmpRuntimeData(
+            client=remote, manager=manager, options=dict(entry.options)
+        )
     manager.async_setup_hub_device()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     manager.async_start()
@@ -64,6 +78,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: IotmpConfigEntry) -> bo
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.manager.async_stop()
+        if entry.runtime_data.server is not None:
+            await entry.runtime_data.server.async_stop()
     return unloaded
 
 
@@ -74,6 +90,10 @@ async def async_remove_entry(hass: HomeAssistant, entry: IotmpConfigEntry) -> No
     from .const import STORAGE_VERSION  # noqa: PLC0415
 
     await Store[Any](hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}").async_remove()
+    if entry.data.get(CONF_MODE) == MODE_EMBEDDED:
+        from .embedded import async_remove_embedded_data  # noqa: PLC0415
+
+        await async_remove_embedded_data(hass, entry)
 
 
 async def async_remove_config_entry_device(

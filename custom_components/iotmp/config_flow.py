@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import voluptuous as vol
@@ -21,8 +23,9 @@ from homeassistant.const import (
     CONF_USERNAME,
     CONF_VERIFY_SSL,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.network import NoURLAvailableError, get_url
 from homeassistant.helpers.selector import (
     BooleanSelector,
     NumberSelector,
@@ -50,9 +53,12 @@ from iotmp.client import (
 from iotmp.ha_mapping import (
     ResourceOverride,
     device_classes_for,
+    map_resource,
     map_resource_with_notes,
+    prettify,
     valid_platforms,
 )
+from iotmp.server.config import DEVICE_ID_RE
 
 from .const import (
     AUTH_PASSWORD,
@@ -64,21 +70,41 @@ from .const import (
     CONF_DEVICE_INTERVALS,
     CONF_DEVICES,
     CONF_EXPIRES_AT,
+    CONF_HOST,
+    CONF_MODE,
+    CONF_NUMBER_MAX,
+    CONF_NUMBER_MIN,
+    CONF_NUMBER_MODE,
+    CONF_NUMBER_STEP,
     CONF_OVERRIDES,
     CONF_PLATFORM,
     CONF_REFRESH_TOKEN,
+    CONF_TCP_PORT,
+    CONF_TLS_CERT,
+    CONF_TLS_KEY,
+    CONF_TLS_PORT,
     CONF_UNIT,
     CONF_UPDATE_INTERVAL,
+    DEFAULT_EMBEDDED_HOST,
+    DEFAULT_TCP_PORT,
+    DEFAULT_TLS_PORT,
     DEFAULT_UPDATE_INTERVAL,
     DEFAULT_URL,
     DOMAIN,
+    EMBEDDED_UNIQUE_ID,
+    EMBEDDED_USER,
     LOGGER,
     MAX_UPDATE_INTERVAL,
     MIN_UPDATE_INTERVAL,
+    MODE_EMBEDDED,
 )
 from .coordinator import IotmpConfigEntry, IotmpManager
+from .embedded import EmbeddedServer
 
 CONF_DEVICE = "device"
+CONF_DEVICE_ID = "device_id"
+CONF_NAME = "name"
+CONF_TLS = "tls"
 CONF_INTERVAL = "interval"
 CONF_RESOURCE = "resource"
 PLATFORM_AUTO = "auto"
@@ -117,6 +143,120 @@ RECONFIGURE_SCHEMA = vol.Schema(
         vol.Required(CONF_VERIFY_SSL): BooleanSelector(),
     }
 )
+
+
+_ANY_NUMBER_SELECTOR = NumberSelector(NumberSelectorConfig(mode=NumberSelectorMode.BOX, step="any"))
+_PORT_SELECTOR = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+EMBEDDED_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST, default=DEFAULT_EMBEDDED_HOST): _TEXT_SELECTOR,
+        vol.Required(CONF_TCP_PORT, default=DEFAULT_TCP_PORT): _PORT_SELECTOR,
+        vol.Required(CONF_TLS, default=True): BooleanSelector(),
+        vol.Required(CONF_TLS_PORT, default=DEFAULT_TLS_PORT): _PORT_SELECTOR,
+        vol.Optional(CONF_TLS_CERT): _TEXT_SELECTOR,
+        vol.Optional(CONF_TLS_KEY): _TEXT_SELECTOR,
+    }
+)
+
+
+async def embedded_entry_data(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Entry data of an embedded server from the form, or the form's errors."""
+    host = str(user_input.get(CONF_HOST) or "").strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None, {CONF_HOST: "invalid_host"}
+    tls = bool(user_input.get(CONF_TLS))
+    tcp_port = int(user_input[CONF_TCP_PORT])
+    tls_port = int(user_input[CONF_TLS_PORT]) if tls else None
+    if tls_port is not None and tls_port == tcp_port:
+        return None, {CONF_TLS_PORT: "same_port"}
+    cert = str(user_input.get(CONF_TLS_CERT) or "").strip() or None
+    key = str(user_input.get(CONF_TLS_KEY) or "").strip() or None
+    if tls and (cert is None) != (key is None):
+        return None, {"base": "cert_and_key"}
+    if tls and cert is not None and key is not None:
+        paths = (hass.config.path(cert), hass.config.path(key))
+        if not await hass.async_add_executor_job(_files_exist, paths):
+            return None, {"base": "cert_not_found"}
+        cert, key = paths
+    data = {
+        CONF_MODE: MODE_EMBEDDED,
+        CONF_HOST: host,
+        CONF_TCP_PORT: tcp_port,
+        CONF_TLS_PORT: tls_port,
+        CONF_TLS_CERT: cert if tls else None,
+        CONF_TLS_KEY: key if tls else None,
+    }
+    return data, {}
+
+
+def firmware_host(hass: HomeAssistant, data: Mapping[str, Any]) -> tuple[str, int]:
+    """Address and port a device on the LAN uses to reach the embedded server."""
+    host = str(data.get(CONF_HOST) or DEFAULT_EMBEDDED_HOST)
+    if host in ("0.0.0.0", "::"):
+        try:
+            host = URL(get_url(hass, allow_external=False, allow_cloud=False)).host or host
+        except NoURLAvailableError:
+            host = "homeassistant.local"
+    return host, int(data.get(CONF_TCP_PORT) or DEFAULT_TCP_PORT)
+
+
+def firmware_lines(device_id: str, credential: str, host: str, port: int) -> str:
+    """Return the IOTMP-Arduino lines (ESP32 here) that connect a device to the embedded server."""
+    return (
+        "#include <thinger/iotmp/arduino/ThingerESP32.h>\n"
+        f'thinger::iotmp::ThingerESP32 thing("{EMBEDDED_USER}", "{device_id}", "{credential}");\n'
+        f'// in setup(): thing.set_host("{host}", {port});'
+    )
+
+
+def _override_options(
+    device_id: str, device_name: str, resource: str, info: Any
+) -> list[SelectOptionDict]:
+    """Picker entries of one resource: the whole resource, then each of its values.
+
+    Labels are the entity names a user sees (not raw resource ids).
+    """
+    specs = map_resource(info)
+    if not valid_platforms(info) or not specs:
+        return []
+    if len(specs) == 1:
+        return [
+            SelectOptionDict(
+                value=json.dumps([device_id, resource]), label=f"{device_name}: {specs[0].name}"
+            )
+        ]
+    options = [
+        SelectOptionDict(
+            value=json.dumps([device_id, resource]),
+            label=f"{device_name}: {prettify(resource) or resource} (every value)",
+        )
+    ]
+    options += [
+        SelectOptionDict(
+            value=json.dumps([device_id, resource, spec.key]), label=f"{device_name}: {spec.name}"
+        )
+        for spec in specs
+        if valid_platforms(info, spec.key)
+    ]
+    return options
+
+
+def _value_label(info: Any, key: str) -> str:
+    """Friendly name of a resource or of one of its values."""
+    for spec in map_resource(info):
+        if spec.key == key:
+            return spec.name
+    return prettify(key) or key
+
+
+def _files_exist(paths: tuple[str, ...]) -> bool:
+    return all(Path(path).is_file() for path in paths)
 
 
 # hassfest forbids URLs inside translation strings; the examples come in as placeholders.
@@ -183,10 +323,13 @@ def _devices_schema(
         for device_id in selected
         if device_id not in known
     ]
+    # With "All devices" on every device is in: ticked boxes say so (empty ones read as
+    # "none selected"), and turning the switch off starts from all of them.
+    ticked = [device.device_id for device in devices] if all_devices else selected
     return vol.Schema(
         {
             vol.Required(CONF_ALL_DEVICES, default=all_devices): BooleanSelector(),
-            vol.Optional(CONF_DEVICES, default=selected): SelectSelector(
+            vol.Optional(CONF_DEVICES, default=ticked): SelectSelector(
                 SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
             ),
         }
@@ -285,7 +428,32 @@ class IotmpConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose how to sign in: an access token or username and password."""
-        return self.async_show_menu(step_id="user", menu_options=["token", "password"])
+        return self.async_show_menu(step_id="user", menu_options=["token", "password", "embedded"])
+
+    async def async_step_embedded(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Run an IOTMP server inside Home Assistant: address, ports and certificate."""
+        await self.async_set_unique_id(EMBEDDED_UNIQUE_ID)
+        self._abort_if_unique_id_configured()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = await embedded_entry_data(self.hass, user_input)
+            if data is not None:
+                return self.async_create_entry(
+                    title="IOTMP server in Home Assistant",
+                    data=data,
+                    options={
+                        CONF_ALL_DEVICES: True,
+                        CONF_DEVICES: [],
+                        CONF_UPDATE_INTERVAL: DEFAULT_UPDATE_INTERVAL,
+                    },
+                )
+        return self.async_show_form(
+            step_id="embedded",
+            data_schema=self.add_suggested_values_to_schema(EMBEDDED_SCHEMA, user_input),
+            errors=errors,
+        )
 
     async def async_step_token(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Server URL, access token and TLS switch."""
@@ -501,7 +669,8 @@ class IotmpOptionsFlow(OptionsFlow):
     def __init__(self) -> None:
         """Nothing chosen yet."""
         self._devices: list[DeviceRecord] = []
-        self._override_target: tuple[str, str] | None = None
+        self._override_target: tuple[str, str, str] | None = None
+        self._credential: tuple[str, str, str] | None = None
 
     @property
     def _manager(self) -> IotmpManager:
@@ -515,8 +684,114 @@ class IotmpOptionsFlow(OptionsFlow):
         """Choose what to change."""
         if self.config_entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="not_loaded")
-        return self.async_show_menu(
-            step_id="init", menu_options=["settings", "device_interval", "override"]
+        menu = ["settings", "device_interval", "override"]
+        if self.config_entry.data.get(CONF_MODE) == MODE_EMBEDDED:
+            menu = ["add_device", "remove_device", "regenerate", *menu]
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    # ------------------------------------------------ embedded server's devices
+
+    @property
+    def _server(self) -> EmbeddedServer:
+        entry: IotmpConfigEntry = self.config_entry
+        server = entry.runtime_data.server
+        assert server is not None
+        return server
+
+    def _unchanged(self) -> ConfigFlowResult:
+        """Finish without changing the options (the server's devices are stored apart)."""
+        return self.async_create_entry(data=dict(self.config_entry.options))
+
+    def _server_device_schema(self) -> vol.Schema:
+        options = [
+            SelectOptionDict(value=device.device_id, label=f"{device.name} ({device.device_id})")
+            for device in sorted(self._server.devices.values(), key=lambda d: d.name.lower())
+        ]
+        return vol.Schema(
+            {
+                vol.Required(CONF_DEVICE): SelectSelector(
+                    SelectSelectorConfig(options=options, mode=SelectSelectorMode.DROPDOWN)
+                )
+            }
+        )
+
+    async def async_step_add_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a device: its id and name (the credential is generated)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            device_id = str(user_input[CONF_DEVICE_ID]).strip()
+            name = str(user_input.get(CONF_NAME) or "").strip() or device_id
+            if not DEVICE_ID_RE.match(device_id):
+                errors[CONF_DEVICE_ID] = "invalid_device_id"
+            elif device_id in self._server.devices:
+                errors[CONF_DEVICE_ID] = "device_exists"
+            else:
+                credential = await self._server.async_add_device(device_id, name)
+                self._credential = (device_id, name, credential)
+                return await self.async_step_credential()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_DEVICE_ID): _TEXT_SELECTOR,
+                vol.Optional(CONF_NAME): _TEXT_SELECTOR,
+            }
+        )
+        return self.async_show_form(
+            step_id="add_device",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )
+
+    async def async_step_regenerate(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Give a device a new credential (the old one stops working now)."""
+        if not self._server.devices:
+            return self.async_abort(reason="no_devices")
+        if user_input is not None:
+            device_id = user_input[CONF_DEVICE]
+            credential = await self._server.async_regenerate(device_id)
+            self._credential = (device_id, self._server.devices[device_id].name, credential)
+            return await self.async_step_credential()
+        return self.async_show_form(step_id="regenerate", data_schema=self._server_device_schema())
+
+    async def async_step_credential(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the credential once, with the firmware lines that use it."""
+        assert self._credential is not None
+        if user_input is not None:
+            self._credential = None
+            return self._unchanged()
+        device_id, name, credential = self._credential
+        host, port = firmware_host(self.hass, self.config_entry.data)
+        return self.async_show_form(
+            step_id="credential",
+            data_schema=vol.Schema({}),
+            description_placeholders={
+                "device": name,
+                "device_id": device_id,
+                "user": EMBEDDED_USER,
+                "credential": credential,
+                "host": host,
+                "port": str(port),
+                "firmware": firmware_lines(device_id, credential, host, port),
+            },
+        )
+
+    async def async_step_remove_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Forget a device: it is disconnected and its entities are removed."""
+        if not self._server.devices:
+            return self.async_abort(reason="no_devices")
+        if user_input is not None:
+            await self._server.async_remove_device(user_input[CONF_DEVICE])
+            self._manager.async_request_full_refresh()
+            return self._unchanged()
+        return self.async_show_form(
+            step_id="remove_device", data_schema=self._server_device_schema()
         )
 
     async def async_step_settings(
@@ -607,21 +882,18 @@ class IotmpOptionsFlow(OptionsFlow):
     async def async_step_override(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Pick the resource whose guessed platform, device class or unit to change."""
+        """Pick the resource (or one value of it) whose platform, class or unit to change."""
         options = [
-            SelectOptionDict(
-                value=json.dumps([device.device_id, name]),
-                label=f"{device.name}: {name}",
-            )
+            option
             for device in sorted(self._manager.devices.values(), key=lambda d: d.name.lower())
             for name, info in sorted(device.resources.items())
-            if valid_platforms(info)
+            for option in _override_options(device.device_id, device.name, name, info)
         ]
         if not options:
             return self.async_abort(reason="no_resources")
         if user_input is not None:
-            device_id, resource = json.loads(user_input[CONF_RESOURCE])
-            self._override_target = (device_id, resource)
+            device_id, resource, *key = json.loads(user_input[CONF_RESOURCE])
+            self._override_target = (device_id, resource, key[0] if key else resource)
             return await self.async_step_override_settings()
         schema = vol.Schema(
             {
@@ -637,14 +909,15 @@ class IotmpOptionsFlow(OptionsFlow):
     ) -> ConfigFlowResult:
         """Platform, device class and unit for the chosen resource (empty: guessed)."""
         assert self._override_target is not None
-        device_id, resource = self._override_target
+        device_id, resource, key = self._override_target
         device = self._manager.devices[device_id]
-        platforms = list(valid_platforms(device.resources[resource]))
+        info = device.resources[resource]
+        platforms = list(valid_platforms(info, None if key == resource else key))
         all_overrides: dict[str, dict[str, dict[str, Any]]] = {
             key: dict(value)
             for key, value in self.config_entry.options.get(CONF_OVERRIDES, {}).items()
         }
-        current: dict[str, Any] = all_overrides.get(device_id, {}).get(resource, {})
+        current: dict[str, Any] = all_overrides.get(device_id, {}).get(key, {})
         device_classes = sorted(
             {
                 device_class
@@ -653,11 +926,22 @@ class IotmpOptionsFlow(OptionsFlow):
             }
         )
         errors: dict[str, str] = {}
-        placeholders = {"device": device.name, "resource": resource, "notes": ""}
+        placeholders = {
+            "device": device.name,
+            "resource": _value_label(info, key),
+            "notes": "",
+        }
         if user_input is not None:
             platform = user_input[CONF_PLATFORM]
             device_class = (user_input.get(CONF_DEVICE_CLASS) or "").strip() or None
             unit = (user_input.get(CONF_UNIT) or "").strip() or None
+            number_fields = {
+                name: float(user_input[name])
+                for name in (CONF_NUMBER_MIN, CONF_NUMBER_MAX, CONF_NUMBER_STEP)
+                if user_input.get(name) is not None
+            }
+            number_mode = user_input.get(CONF_NUMBER_MODE)
+            number_mode = None if number_mode in (None, PLATFORM_AUTO) else number_mode
             if device_class is not None and device_class not in (
                 device_classes if platform == PLATFORM_AUTO else device_classes_for(platform)
             ):
@@ -667,9 +951,15 @@ class IotmpOptionsFlow(OptionsFlow):
                     platform=None if platform == PLATFORM_AUTO else platform,
                     device_class=device_class,
                     unit=unit,
+                    number_min=number_fields.get(CONF_NUMBER_MIN),
+                    number_max=number_fields.get(CONF_NUMBER_MAX),
+                    number_step=number_fields.get(CONF_NUMBER_STEP),
+                    number_mode=number_mode,
                 )
-                info = device.resources[resource]
-                result = map_resource_with_notes(info, override)
+                if key == resource:
+                    result = map_resource_with_notes(info, override)
+                else:
+                    result = map_resource_with_notes(info, overrides={key: override})
                 if result.notes and result.specs == map_resource_with_notes(info).specs:
                     # Nothing of the resource took the override: say why.
                     notes = result.notes
@@ -682,14 +972,16 @@ class IotmpOptionsFlow(OptionsFlow):
                         (CONF_PLATFORM, None if platform == PLATFORM_AUTO else platform),
                         (CONF_DEVICE_CLASS, device_class),
                         (CONF_UNIT, unit),
+                        *number_fields.items(),
+                        (CONF_NUMBER_MODE, number_mode),
                     )
                     if value is not None
                 }
                 per_device = all_overrides.setdefault(device_id, {})
                 if item:
-                    per_device[resource] = item
+                    per_device[key] = item
                 else:
-                    per_device.pop(resource, None)
+                    per_device.pop(key, None)
                     if not per_device:
                         all_overrides.pop(device_id)
                 return self._save(**{CONF_OVERRIDES: all_overrides})
@@ -714,9 +1006,29 @@ class IotmpOptionsFlow(OptionsFlow):
                 vol.Optional(CONF_UNIT): _TEXT_SELECTOR,
             }
         )
+        if "number" in platforms:
+            schema = schema.extend(
+                {
+                    vol.Optional(CONF_NUMBER_MIN): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(CONF_NUMBER_MAX): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(CONF_NUMBER_STEP): _ANY_NUMBER_SELECTOR,
+                    vol.Optional(
+                        CONF_NUMBER_MODE, default=current.get(CONF_NUMBER_MODE, PLATFORM_AUTO)
+                    ): SelectSelector(
+                        SelectSelectorConfig(
+                            options=[PLATFORM_AUTO, "slider", "box"],
+                            mode=SelectSelectorMode.DROPDOWN,
+                            translation_key="number_mode",
+                        )
+                    ),
+                }
+            )
         suggested = user_input or {
             CONF_DEVICE_CLASS: current.get(CONF_DEVICE_CLASS),
             CONF_UNIT: current.get(CONF_UNIT),
+            CONF_NUMBER_MIN: current.get(CONF_NUMBER_MIN),
+            CONF_NUMBER_MAX: current.get(CONF_NUMBER_MAX),
+            CONF_NUMBER_STEP: current.get(CONF_NUMBER_STEP),
         }
         return self.async_show_form(
             step_id="override_settings",

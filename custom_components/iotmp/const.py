@@ -21,6 +21,21 @@ CONF_ACCOUNT: Final = "account"
 AUTH_TOKEN: Final = "token"
 AUTH_PASSWORD: Final = "password"
 
+# Config entry data of an embedded-server entry ("run an IOTMP server in Home Assistant").
+CONF_MODE: Final = "mode"
+MODE_EMBEDDED: Final = "embedded"
+CONF_HOST: Final = "host"
+CONF_TCP_PORT: Final = "tcp_port"
+CONF_TLS_PORT: Final = "tls_port"
+CONF_TLS_CERT: Final = "tls_cert"
+CONF_TLS_KEY: Final = "tls_key"
+EMBEDDED_UNIQUE_ID: Final = "embedded"
+EMBEDDED_USER: Final = "homeassistant"
+"""The account every device of the embedded server belongs to (the firmware's user)."""
+DEFAULT_EMBEDDED_HOST: Final = "0.0.0.0"
+DEFAULT_TCP_PORT: Final = 25204
+DEFAULT_TLS_PORT: Final = 25206
+
 # Config entry options.
 CONF_ALL_DEVICES: Final = "all_devices"
 CONF_DEVICES: Final = "devices"
@@ -30,6 +45,10 @@ CONF_OVERRIDES: Final = "overrides"
 CONF_PLATFORM: Final = "platform"
 CONF_DEVICE_CLASS: Final = "device_class"
 CONF_UNIT: Final = "unit"
+CONF_NUMBER_MIN: Final = "min"
+CONF_NUMBER_MAX: Final = "max"
+CONF_NUMBER_STEP: Final = "step"
+CONF_NUMBER_MODE: Final = "mode_number"
 
 DEFAULT_UPDATE_INTERVAL: Final = 30
 MIN_UPDATE_INTERVAL: Final = 1

@@ -15,7 +15,7 @@ import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from homeassistant.config_entries import ConfigEntry
@@ -33,6 +33,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.storage import Store
 from homeassistant.util import ssl as ssl_util
+from yarl import URL
 
 from iotmp.client import (
     AccountEventStream,
@@ -60,6 +61,11 @@ from .const import (
     CONF_DEVICE_INTERVALS,
     CONF_DEVICES,
     CONF_EXPIRES_AT,
+    CONF_MODE,
+    CONF_NUMBER_MAX,
+    CONF_NUMBER_MIN,
+    CONF_NUMBER_MODE,
+    CONF_NUMBER_STEP,
     CONF_OVERRIDES,
     CONF_PLATFORM,
     CONF_REFRESH_TOKEN,
@@ -70,9 +76,18 @@ from .const import (
     DOMAIN,
     LOGGER,
     MANUFACTURER,
+    MODE_EMBEDDED,
     ONLINE_STATES,
     STORAGE_VERSION,
 )
+
+if TYPE_CHECKING:
+    from .embedded import (
+        EmbeddedApiClient,
+        EmbeddedEventStream,
+        EmbeddedResourceStream,
+        EmbeddedServer,
+    )
 
 type IotmpConfigEntry = ConfigEntry[IotmpRuntimeData]
 type EntityFactory = Callable[[IotmpManager, str, EntitySpec], Entity]
@@ -93,10 +108,12 @@ DESCRIBE_CONCURRENCY = 4
 class IotmpRuntimeData:
     """What a loaded config entry keeps in ``entry.runtime_data``."""
 
-    client: IotmpApiClient
+    client: IotmpApiClient | EmbeddedApiClient
     manager: IotmpManager
     options: dict[str, Any] = field(default_factory=dict)
     """The options the entry was set up with (only their change reloads it)."""
+    server: EmbeddedServer | None = None
+    """The server an embedded-server entry runs (None for a remote server)."""
 
 
 @dataclass(slots=True)
@@ -113,7 +130,7 @@ class IotmpDevice:
     specs: list[EntitySpec] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
-    stream: DeviceResourceStream | None = None
+    stream: DeviceResourceStream | EmbeddedResourceStream | None = None
     stream_task: asyncio.Task[None] | None = None
     stream_connected_once: bool = False
     subscriptions: dict[str, int] = field(default_factory=dict)
@@ -182,7 +199,10 @@ class IotmpManager:
     """Owns the server connection of one config entry."""
 
     def __init__(
-        self, hass: HomeAssistant, entry: IotmpConfigEntry, client: IotmpApiClient
+        self,
+        hass: HomeAssistant,
+        entry: IotmpConfigEntry,
+        client: IotmpApiClient | EmbeddedApiClient,
     ) -> None:
         """Initialise from the entry's options; nothing is started yet."""
         self.hass = hass
@@ -203,7 +223,7 @@ class IotmpManager:
         self._listeners: dict[str, dict[str, set[CALLBACK_TYPE]]] = defaultdict(
             lambda: defaultdict(set)
         )
-        self._events: AccountEventStream | None = None
+        self._events: AccountEventStream | EmbeddedEventStream | None = None
         self._events_connected_once = False
         self._started = False
         self._stopping = False
@@ -212,6 +232,16 @@ class IotmpManager:
         self._pending_full = False
         self._pending_devices: set[str] = set()
         self._snapshot_lock = asyncio.Lock()
+
+    @property
+    def server_label(self) -> str:
+        """The server's URL (or what the embedded server is) for log lines."""
+        return str(self.entry.data.get(CONF_URL) or "in Home Assistant")
+
+    @callback
+    def async_request_full_refresh(self) -> None:
+        """List the devices again soon (after the embedded server's devices changed)."""
+        self._async_request_refresh()
 
     # ------------------------------------------------------------------ options
 
@@ -242,6 +272,10 @@ class IotmpManager:
                 platform=item.get(CONF_PLATFORM) or None,
                 device_class=item.get(CONF_DEVICE_CLASS) or None,
                 unit=item.get(CONF_UNIT) or None,
+                number_min=item.get(CONF_NUMBER_MIN),
+                number_max=item.get(CONF_NUMBER_MAX),
+                number_step=item.get(CONF_NUMBER_STEP),
+                number_mode=item.get(CONF_NUMBER_MODE) or None,
             )
             for resource, item in raw.items()
         }
@@ -304,15 +338,17 @@ class IotmpManager:
     def async_setup_hub_device(self) -> None:
         """Create the service device for the server that IOTMP devices hang off."""
         dev_reg = dr.async_get(self.hass)
-        url: str = self.entry.data[CONF_URL]
+        embedded = self.entry.data.get(CONF_MODE) == MODE_EMBEDDED
         hub = dev_reg.async_get_or_create(
             config_entry_id=self.entry.entry_id,
             identifiers={(DOMAIN, self.entry_key)},
             name=self.entry.title,
             manufacturer=MANUFACTURER,
-            model="IOTMP server",
+            model="IOTMP server in Home Assistant" if embedded else "IOTMP server",
             sw_version=self.server_version,
-            configuration_url=url,
+            configuration_url=None
+            if embedded
+            else hub_configuration_url(self.entry.data[CONF_URL], self.server_version),
             entry_type=dr.DeviceEntryType.SERVICE,
         )
         self.hub_device_id = hub.id
@@ -519,7 +555,7 @@ class IotmpManager:
                 if device is None:
                     device = self._async_create_device(device_id)
                 device.name = record.name or device_id
-                device.model = record.type or None
+                device.model = device_model(record)
                 device.connected = record.connected and record.enabled
             semaphore = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
 
@@ -755,7 +791,12 @@ class IotmpManager:
         device.subscriptions = wanted
 
     async def _async_run_stream(
-        self, stream: DeviceResourceStream | AccountEventStream, what: str
+        self,
+        stream: DeviceResourceStream
+        | AccountEventStream
+        | EmbeddedResourceStream
+        | EmbeddedEventStream,
+        what: str,
     ) -> None:
         """Run a stream until closed; start reauth on 401; restart after a crash."""
         while True:
@@ -873,7 +914,7 @@ class IotmpManager:
         if available == self.server_available or self.hass.is_stopping:
             return  # no burst of state writes while Home Assistant shuts down
         self.server_available = available
-        url = self.entry.data[CONF_URL]
+        url = self.server_label
         if available:
             LOGGER.info("Connection to IOTMP server %s restored", url)
         else:
@@ -888,7 +929,7 @@ class IotmpManager:
         self._auth_failed = True
         LOGGER.info(
             "IOTMP server %s rejected the credentials; re-authentication needed",
-            self.entry.data[CONF_URL],
+            self.server_label,
         )
         self.server_available = False
         self._async_notify_all()
@@ -900,6 +941,42 @@ class IotmpManager:
         if self._cache_dirty:
             self._cache_dirty = False
             await self._store.async_save(self._cache)
+
+
+MAX_MODEL_LENGTH: Final = 64
+
+
+def device_model(record: DeviceRecord) -> str | None:
+    """Model shown for a device: its type, else its (short) description, else None.
+
+    Servers give every device the type "Generic" unless told otherwise, which says
+    nothing; a short description ("ESP32 greenhouse node") says more.
+    """
+    if record.type and record.type.lower() != "generic":
+        return record.type
+    description = record.description.strip()
+    if description and len(description) <= MAX_MODEL_LENGTH and "\n" not in description:
+        return description
+    return None
+
+
+THINGER_CLOUD_API: Final = "api.thinger.io"
+THINGER_CONSOLE: Final = "https://console.thinger.io"
+
+
+def hub_configuration_url(url: str, server_version: str | None) -> str | None:
+    """Return the server's web page for the hub's "Visit" link, None when it has none.
+
+    The Thinger.io cloud's console is on its own host; a self-hosted Thinger.io server
+    serves its console at the API's address; the iotmp server has no web page (its
+    root answers 404), so it gets no link.
+    """
+    host = (URL(url).host or "").lower()
+    if host == THINGER_CLOUD_API:
+        return THINGER_CONSOLE
+    if server_version is not None and server_version.startswith("iotmp"):
+        return None
+    return url
 
 
 def _stream_backoff() -> Backoff:

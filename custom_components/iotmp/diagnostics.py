@@ -73,16 +73,19 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Entry data and options (redacted), server state and every device."""
     manager = entry.runtime_data.manager
+    server: dict[str, Any] = {
+        "available": manager.server_available,
+        "version": manager.server_version,
+    }
+    if entry.runtime_data.server is not None:
+        server["listeners"] = entry.runtime_data.server.listener_state()
     return {
         "entry": {
             "title": entry.title,
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
-        "server": {
-            "available": manager.server_available,
-            "version": manager.server_version,
-        },
+        "server": server,
         "devices": {
             device_id: _device_data(manager, device)
             for device_id, device in manager.devices.items()

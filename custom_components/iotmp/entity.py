@@ -36,6 +36,8 @@ class IotmpEntity(Entity):
             # Uptime, signal strength and the like: kept out of the way.
             self._attr_entity_category = EntityCategory.DIAGNOSTIC
             self._attr_entity_registry_enabled_default = False
+        if spec.icon is not None:
+            self._attr_icon = spec.icon
         device = manager.devices[device_id]
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, manager.device_identifier(device_id))},

@@ -33,6 +33,18 @@ RUN_RESOURCE_SCHEMA = vol.Schema(
 )
 
 
+def _config_entry_ids(device: dr.DeviceEntry) -> list[str]:
+    """Config entries of a device on every Home Assistant version.
+
+    From 2026.8 a device belongs to one entry (``config_entry_id``) and the
+    ``config_entries`` set is deprecated; older versions only have the set.
+    """
+    entry_id = getattr(device, "config_entry_id", None)
+    if isinstance(entry_id, str):
+        return [entry_id]
+    return list(device.config_entries)
+
+
 def _resolve_device(hass: HomeAssistant, device_entry_id: str) -> tuple[IotmpManager, str]:
     """Return the manager and IOTMP device id behind a device-registry id."""
     device = dr.async_get(hass).async_get(device_entry_id)
@@ -42,7 +54,7 @@ def _resolve_device(hass: HomeAssistant, device_entry_id: str) -> tuple[IotmpMan
             translation_key="device_not_found",
             translation_placeholders={"device": device_entry_id},
         )
-    for entry_id in device.config_entries:
+    for entry_id in _config_entry_ids(device):
         entry = hass.config_entries.async_get_entry(entry_id)
         if entry is None or entry.domain != DOMAIN:
             continue

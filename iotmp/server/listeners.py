@@ -64,6 +64,9 @@ class DeviceGateway:
         self._pending: dict[str, Session] = {}
         self._tls_context: ssl.SSLContext | None = None
         self.closing = False
+        # A TLS context made beforehand (an embedding event loop loads certificates
+        # in an executor); None: built from tls_cert/tls_key at start.
+        self.ssl_context: ssl.SSLContext | None = None
 
     # -- listeners -------------------------------------------------------------
 
@@ -77,7 +80,9 @@ class DeviceGateway:
             )
         if config.tls_enabled:
             assert config.tls_cert is not None and config.tls_port is not None
-            self._tls_context = server_ssl_context(config.tls_cert, config.tls_key)
+            self._tls_context = self.ssl_context or server_ssl_context(
+                config.tls_cert, config.tls_key
+            )
             # Accepted in the clear, TLS started by _on_tls_stream: failures get logged.
             self._tls = await asyncio.start_server(
                 self._on_tls_stream, config.host, config.tls_port, reuse_address=True

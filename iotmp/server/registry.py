@@ -167,6 +167,10 @@ class DeviceRegistry:
             state.config = config
         return state
 
+    def remove(self, device_id: str) -> DeviceState | None:
+        """Forget a device; closing its live session is the caller's job."""
+        return self._devices.pop(device_id, None)
+
     def get(self, device_id: str) -> DeviceState | None:
         """Return the device with this id, if configured."""
         return self._devices.get(device_id)
@@ -178,10 +182,6 @@ class DeviceRegistry:
     def online(self) -> list[str]:
         """Ids of the connected devices."""
         return [d.id for d in self._devices.values() if d.connected]
-
-    def remove(self, device_id: str) -> DeviceState | None:
-        """Forget a device (the caller closes its link)."""
-        return self._devices.pop(device_id, None)
 
     def _digest(self, credential: str) -> bytes:
         return hmac.new(self._digest_key, credential.encode("utf-8"), hashlib.sha256).digest()

@@ -3,7 +3,8 @@ devices -> switch the lamp from the UI -> the virtual device got the command.
 
 Drives Debian's Chromium (headless, through playwright) against the Home Assistant of
 the latest leg that ``scripts/develop`` starts with the local server and the demo
-devices. Screenshots go to ``docs/screenshots/`` (overwritten on every run).
+devices. Screenshots go to ``build/screenshots/`` (``docs/screenshots/`` with
+``IOTMP_UPDATE_SCREENSHOTS=1``).
 Runs on the minimum leg (the host); see conftest.py.
 """
 
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import SCREENSHOTS
+
 pytestmark = pytest.mark.skipif(
     sys.version_info >= (3, 14),
     reason=(
@@ -29,7 +32,6 @@ pytestmark = pytest.mark.skipif(
     ),
 )
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DEMO_DEVICE_NAMES = {
     "env-sensor": "Environment sensor",
     "smart-plug": "Smart plug",

@@ -34,6 +34,23 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_deprecation_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test in which Home Assistant reports a deprecated use by the integration.
+
+    Home Assistant logs "Detected that custom integration 'iotmp' ..." for each use of a
+    deprecated API (once per call site), so every test of every leg checks it.
+    """
+    yield
+    reports = [
+        record.getMessage()
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)  # type: ignore[arg-type]
+        if "custom integration 'iotmp'" in record.getMessage()
+    ]
+    assert not reports, reports
+
+
+@pytest.fixture(autouse=True)
 def loopback_sockets(socket_enabled: None) -> None:
     """Allow sockets; pytest-socket still limits them to 127.0.0.1."""
 

@@ -52,7 +52,7 @@ def no_setup() -> Iterator[AsyncMock]:
 async def _start(hass: HomeAssistant, method: str) -> str:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["token", "password"]
+    assert result["menu_options"] == ["token", "password", "embedded"]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": method}
     )

@@ -53,8 +53,8 @@ EXPECTED = {
     "number.controller_fan_speed": (None, None),
     "text.controller_mode": (None, None),
     "switch.controller_schedule_enabled": ("switch", None),
-    "number.controller_schedule_start_hour": (None, None),
-    "number.controller_schedule_end_hour": (None, None),
+    "number.controller_schedule_start_hour": (None, "h"),
+    "number.controller_schedule_end_hour": (None, "h"),
     "text.controller_schedule_label": (None, None),
     "sensor.controller_status": (None, None),
     "number.controller_calc_a": (None, None),
@@ -110,6 +110,33 @@ async def test_entities_for_every_profile(
     assert plug.via_device_id == hub.id
     assert by_id["switch.smart_plug_relay"].device_id == plug.id
     assert len(dr.async_entries_for_config_entry(device_registry, loaded_entry.entry_id)) == 9
+
+
+@pytest.mark.profiles("controller", "counter")
+async def test_ranges_icons_and_function_results(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fleet: TestFleet
+) -> None:
+    """Numbers get ranges from what they are, sensors icons from their names."""
+    fan = hass.states.get("number.controller_fan_speed")
+    assert fan is not None
+    assert (fan.attributes["min"], fan.attributes["max"], fan.attributes["mode"]) == (
+        0.0,
+        100.0,
+        "slider",
+    )
+    hour = hass.states.get("number.controller_schedule_start_hour")
+    assert hour is not None
+    assert (hour.attributes["min"], hour.attributes["max"]) == (0.0, 23.0)
+    count = hass.states.get("sensor.counter_count")
+    assert count is not None
+    assert count.attributes.get("icon") == "mdi:counter"
+    results = [
+        state
+        for state in hass.states.async_all("sensor")
+        if state.entity_id.startswith("sensor.controller_calc")
+    ]
+    assert results
+    assert all("state_class" not in state.attributes for state in results)
 
 
 async def test_values_pushed_by_stream(

@@ -190,3 +190,77 @@ async def test_override_unit_and_class(hass: HomeAssistant, loaded_entry: MockCo
     # Home Assistant keeps showing the unit the entity was registered with (V):
     # the ~230 "mV" the device now reports are converted.
     assert float(state_of(hass, "sensor.smart_plug_voltage") or 0) < 1
+
+
+@pytest.mark.profiles("rgb_lamp", "controller")
+async def test_override_picker_names_and_one_field(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """The picker shows entity names; an override can target one field of an object."""
+    result = await _menu(hass, loaded_entry, "override")
+    schema = result["data_schema"].schema
+    selector = next(value for key, value in schema.items() if str(key) == "resource")
+    options = {item["value"]: item["label"] for item in selector.config["options"]}
+    labels = set(options.values())
+    assert "Controller: Schedule start hour" in labels
+    assert "Controller: Schedule (every value)" in labels
+    field_value = next(
+        value for value, label in options.items() if label == "Controller: Schedule start hour"
+    )
+    device_id, resource, key = json.loads(field_value)
+    assert (device_id, resource) == ("controller", "schedule")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"resource": field_value}
+    )
+    assert result["step_id"] == "override_settings"
+    assert result["description_placeholders"]["resource"] == "Schedule start hour"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"platform": "auto", "unit": "min"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options[CONF_OVERRIDES] == {"controller": {key: {"unit": "min"}}}
+    await hass.async_block_till_done()
+    await wait_for(
+        hass,
+        lambda: any(
+            spec.key == key and spec.unit == "min"
+            for spec in loaded_entry.runtime_data.manager.devices["controller"].specs
+        ),
+    )
+    others = [
+        spec
+        for spec in loaded_entry.runtime_data.manager.devices["controller"].specs
+        if spec.resource == "schedule" and spec.key != key and spec.platform == "number"
+    ]
+    assert others and all(spec.unit != "min" for spec in others)
+
+
+@pytest.mark.profiles("controller")
+async def test_override_number_range(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
+    """Range, step and slider/box of a number come from the options when set."""
+    result = await _menu(hass, loaded_entry, "override")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"resource": json.dumps(["controller", "fan_speed"])}
+    )
+    assert result["step_id"] == "override_settings"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"platform": "auto", "min": 50, "max": 10}
+    )
+    assert result["errors"] == {"base": "override_not_applied"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"platform": "auto", "min": 10, "max": 90, "step": 5, "mode_number": "box"},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+
+    def ranged() -> bool:
+        state = hass.states.get("number.controller_fan_speed")
+        return state is not None and (
+            state.attributes.get("min"),
+            state.attributes.get("max"),
+            state.attributes.get("step"),
+            state.attributes.get("mode"),
+        ) == (10.0, 90.0, 5.0, "box")
+
+    await wait_for(hass, ranged)

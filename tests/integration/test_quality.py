@@ -108,3 +108,17 @@ def test_entity_icons_match_translation_keys() -> None:
         for key in keys:
             assert f'_attr_translation_key = "{key}"' in source, (platform, key)
             assert key in STRINGS["entity"][platform]
+
+
+def test_translation_strings_parse_as_home_assistant_parses_them() -> None:
+    """HA reads placeholders with string.Formatter; ICU plural syntax breaks it (logs ERROR)."""
+    import string
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, str):
+            list(string.Formatter().parse(node))  # raises ValueError on bad braces
+
+    walk(STRINGS, "strings")

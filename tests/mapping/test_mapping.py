@@ -839,3 +839,80 @@ def test_option_flow_helpers() -> None:
 def test_light_words_with_trailing_digits(name: str) -> None:
     assert one(inp(name, True)).platform == "light"
     assert one(inp(name, {"on": True, "brightness": 10})).platform == "light"
+
+
+# ------------------------------------------------ what a new user found (issue 13)
+
+
+def test_function_outputs_are_results_not_measurements() -> None:
+    specs = by_key(map_resource(Info("calc", 4, sample_in={"x": 1.0}, sample_out={"y": 2.0})))
+    output = specs["calc/out.y"]
+    assert output.platform == "sensor"
+    assert output.state_class is None
+
+
+def test_plain_outputs_stay_measurements() -> None:
+    assert one(out("fan_speed", 40)).state_class == "measurement"
+
+
+@pytest.mark.parametrize(
+    ("name", "icon"),
+    [
+        ("count", "mdi:counter"),
+        ("status", "mdi:list-status"),
+        ("tank_level", "mdi:gauge"),
+        ("fan_speed", "mdi:fan"),
+    ],
+)
+def test_icons_from_names(name: str, icon: str) -> None:
+    assert one(out(name, 3)).icon == icon
+
+
+def test_no_icon_where_the_device_class_has_one() -> None:
+    spec = one(out("temperature", 21.5))
+    assert spec.device_class == "temperature"
+    assert spec.icon is None
+
+
+@pytest.mark.parametrize(
+    ("name", "sample", "low", "high", "unit"),
+    [
+        ("fan_speed", 40, 0.0, 100.0, None),
+        ("schedule_hour", 7, 0.0, 23.0, "h"),
+        ("start_minute", 30, 0.0, 59.0, "min"),
+    ],
+)
+def test_number_ranges_from_names(
+    name: str, sample: Any, low: float, high: float, unit: str | None
+) -> None:
+    spec = one(inp(name, sample))
+    assert spec.number is not None
+    assert (spec.number.min, spec.number.max, spec.number.step) == (low, high, 1.0)
+    assert spec.unit == unit
+
+
+def test_number_range_from_the_description_wins() -> None:
+    spec = one(Info("gain", 2, sample_in=3, raw={"fn": 2, "min": 1, "max": 10, "step": 0.5}))
+    assert spec.number is not None
+    assert (spec.number.min, spec.number.max, spec.number.step, spec.number.mode) == (
+        1.0,
+        10.0,
+        0.5,
+        "slider",
+    )
+
+
+def test_description_range_that_the_sample_contradicts_is_ignored() -> None:
+    spec = one(Info("gain", 2, sample_in=50, raw={"fn": 2, "min": 1, "max": 10}))
+    assert spec.number is not None
+    assert spec.number.max > 10
+
+
+def test_number_range_override() -> None:
+    info = inp("fan_speed", 40)
+    spec = one(info, ResourceOverride(number_min=10, number_max=90, number_step=5))
+    assert spec.number is not None
+    assert (spec.number.min, spec.number.max, spec.number.step) == (10, 90, 5)
+    result = map_resource_with_notes(info, ResourceOverride(number_min=90, number_max=10))
+    assert result.specs == map_resource(info)
+    assert result.notes
