@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from .codec import MessageDecoder, encode_message
+from .codec import MessageDecoder, decode_message, encode_message
 from .errors import (
     AuthenticationError,
     ConnectionClosedError,
@@ -66,7 +66,9 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, Limits
 from .message import ABSENT, Field, Message, MessageType, WireType
+from .ratelimit import LogLimiter, TokenBucket
 from .transport import Transport
+from .varint import try_decode_varint32
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ CONNECT_ERROR_ENCODING: Final = 4
 _MAX_STREAM_ID: Final = 0xFFFF
 _WORK_QUEUE_SIZE: Final = 1000
 _TASK_STOP_TIMEOUT: Final = 5.0
+_YIELD_EVERY: Final = 64  # messages of one read handled before the reader yields to the loop
 
 _KEEP_ALIVE_MESSAGE: Final = Message(MessageType.KEEP_ALIVE)
 
@@ -125,6 +128,14 @@ class SessionConfig:
     """Samples kept per :class:`StreamHandle` without ``on_data`` (oldest dropped)."""
     first_stream_id: int | None = None
     """Start of stream id allocation (None = random); for deterministic tests."""
+    handshake_limits: Limits | None = None
+    """Server: decoder limits for the first message (CONNECT), which arrives
+    before the peer is authenticated; None = ``limits``."""
+    max_message_rate: float | None = None
+    """Messages per second the peer may send on average (None = unlimited);
+    a peer over it (after ``message_burst``) is closed with one logged reason."""
+    message_burst: int = 20_000
+    """Messages the peer may send at once above ``max_message_rate``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +310,33 @@ class StreamHandle:
 
 _STREAM_END: Final = object()
 
+_LOG_LIMITER: Final = LogLimiter()
+"""Log lines a peer can cause at will are rate-limited per cause."""
+
+
+def _split_first_message(received: bytearray, limits: Limits) -> tuple[Message, bytes] | None:
+    """Decode the first message of ``received`` under ``limits`` once it is complete.
+
+    Returns the message and the bytes after it, None while incomplete; raises
+    :class:`ProtocolError` as soon as the header announces a body over the limit.
+    """
+    end = len(received)
+    header = try_decode_varint32(received, 0, end)
+    if header is None:
+        return None
+    sized = try_decode_varint32(received, header[1], end)
+    if sized is None:
+        return None
+    size, body = sized
+    if size > limits.max_message_size:
+        raise ProtocolError(
+            f"first message of {size} bytes exceeds the limit of {limits.max_message_size}"
+        )
+    if end < body + size:
+        return None
+    stop = body + size
+    return decode_message(bytes(received[:stop]), limits), bytes(received[stop:])
+
 
 class RequestHandler:
     """Serves the peer's requests. Override the methods you need.
@@ -413,6 +451,10 @@ class Session:
 
         self._last_rx = self._loop.time()
         self._keep_alive_unanswered = False
+        rate = self.config.max_message_rate
+        self._rx_budget = (
+            TokenBucket(rate, self.config.message_burst, clock=self._loop.time) if rate else None
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -535,7 +577,14 @@ class Session:
     async def _accept(self, authenticate: Authenticator, timeout: float | None) -> ConnectInfo:
         msg = await self._read_handshake_message(timeout)
         if msg.type != MessageType.CONNECT:
-            _LOGGER.info("%s: first message is %s, not CONNECT; closing", self.name, msg.type_name)
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.INFO,
+                "first message not CONNECT",
+                "%s: first message is %s, not CONNECT; closing",
+                self.name,
+                msg.type_name,
+            )
             await self.close(f"first message was {msg.type_name}, not CONNECT")
             raise ProtocolError(f"expected CONNECT, got {msg.type_name}")
 
@@ -644,7 +693,9 @@ class Session:
     async def _read_handshake_message(self, timeout: float | None) -> Message:
         """Read the first message (CONNECT or its reply) straight from the transport."""
         limit = self.config.handshake_timeout if timeout is None else timeout
+        first_limits = self.config.handshake_limits
         messages: list[Message] = []
+        received = bytearray()
         try:
             async with asyncio.timeout(limit):
                 while not messages:
@@ -652,14 +703,28 @@ class Session:
                     if not data:
                         await self.close("connection closed during handshake")
                         raise ConnectionClosedError(f"{self.name}: closed during handshake")
-                    messages = self._decoder.feed(data)
+                    if first_limits is None:
+                        messages = self._decoder.feed(data)
+                        continue
+                    received += data
+                    first = _split_first_message(received, first_limits)
+                    if first is not None:
+                        message, rest = first
+                        messages = [message, *self._decoder.feed(rest)]
         except TimeoutError as exc:
             await self.close("handshake timeout")
             raise RequestTimeoutError(
                 f"{self.name}: no handshake message within {limit} s"
             ) from exc
         except ProtocolError as exc:
-            _LOGGER.warning("%s: protocol error during handshake: %s", self.name, exc)
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "handshake protocol error",
+                "%s: protocol error during handshake: %s",
+                self.name,
+                exc,
+            )
             await self.close(f"protocol error: {exc}")
             raise
         self._last_rx = self._loop.time()
@@ -951,11 +1016,35 @@ class Session:
                 try:
                     messages = self._decoder.feed(data)
                 except ProtocolError as exc:
-                    _LOGGER.warning("%s: protocol error, closing: %s", self.name, exc)
+                    _LOG_LIMITER.log(
+                        _LOGGER,
+                        logging.WARNING,
+                        "protocol error",
+                        "%s: protocol error, closing: %s",
+                        self.name,
+                        exc,
+                    )
                     reason = f"protocol error: {exc}"
                     break
-                for message in messages:
+                budget = self._rx_budget
+                if budget is not None and not budget.take(len(messages)):
+                    _LOG_LIMITER.log(
+                        _LOGGER,
+                        logging.WARNING,
+                        "message rate",
+                        "%s: more than %g messages/s (burst %d); closing",
+                        self.name,
+                        budget.rate,
+                        budget.burst,
+                    )
+                    reason = "message rate limit exceeded"
+                    break
+                for index, message in enumerate(messages, 1):
                     await self._dispatch(message)
+                    if index % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # one big read must not hold the loop
+                    if self.is_closed:
+                        break
         except ConnectionClosedError:
             reason = "write failed"
         except Exception:
@@ -994,7 +1083,7 @@ class Session:
             if stream_id:
                 self._remote_busy[stream_id] = self._remote_busy.get(stream_id, 0) + 1
             if self.config.concurrent_requests and kind in (MessageType.RUN, MessageType.DESCRIBE):
-                self._spawn(self._handle_request(message), "request")
+                self._spawn(self._guard(self._handle_request(message), "request"), "request")
             else:
                 await self._work.put(lambda: self._handle_request(message))
         elif kind == MessageType.DISCONNECT:

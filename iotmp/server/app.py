@@ -6,20 +6,27 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from .app_websockets import AppSockets
-from .auth import LoginThrottle, TokenAuthority
+from .auth import TokenAuthority
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
 from .device_link import DeviceLink
 from .http_api import RestApi, error_middleware
+from .http_limits import (
+    HttpConnectionGuard,
+    install_log_filters,
+    start_http_listener,
+    stop_http_listener,
+)
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
 from .streams import StreamHub
+from .throttle import LoginThrottle
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +66,16 @@ class IotmpServer:
             access_token_ttl=self.config.access_token_ttl,
             refresh_token_ttl=self.config.refresh_token_ttl,
         )
-        self.throttle = LoginThrottle(self.config.login_delay, self.config.login_delay_max)
+        limits = self.config.limits
+        self.throttle = LoginThrottle(
+            self.config.login_delay,
+            self.config.login_delay_max,
+            max_wait=limits.login_max_wait,
+            distributed_addresses=limits.login_distributed_addresses,
+        )
+        self.http_guard = HttpConnectionGuard(limits)
+        self._http_listener: asyncio.Server | None = None
+        self._undo_log_filters: Callable[[], None] | None = None
         self.hub = StreamHub(self._link_of)
         self.app_sockets = AppSockets(self)
         self.gateway = DeviceGateway(self)
@@ -166,7 +182,8 @@ class IotmpServer:
         # Body size is checked by the handlers (413 with a JSON body); aiohttp's own
         # limit only has to be above it.
         app = web.Application(
-            middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
+            middlewares=[self.http_guard.middleware, error_middleware],
+            client_max_size=self.config.max_body_bytes + 1024,
         )
         app.add_routes(RestApi(self).routes())
         app.add_routes(
@@ -184,15 +201,21 @@ class IotmpServer:
             return
         config = self.config
         try:
+            self._undo_log_filters = install_log_filters()
             if config.http_port is not None:
                 runner = web.AppRunner(
-                    self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+                    self.build_app(),
+                    access_log=None,
+                    handle_signals=False,
+                    shutdown_timeout=2.0,
+                    keepalive_timeout=config.limits.http_idle_timeout,
                 )
                 await runner.setup()
                 self._runner = runner
-                site = web.TCPSite(runner, config.host, config.http_port, reuse_address=True)
-                await site.start()
-                self.http_port = _bound_port(runner, config.http_port)
+                self._http_listener = await start_http_listener(
+                    runner, config.host, config.http_port, self.http_guard
+                )
+                self.http_port = int(self._http_listener.sockets[0].getsockname()[1])
             await self.gateway.start()
         except BaseException:
             await self._shutdown()
@@ -225,6 +248,8 @@ class IotmpServer:
         self.gateway.closing = True
         await self.gateway.stop()
         await self.app_sockets.close_all()
+        await stop_http_listener(self._http_listener, self.http_guard)
+        self._http_listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -234,6 +259,9 @@ class IotmpServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._undo_log_filters is not None:
+            self._undo_log_filters()
+            self._undo_log_filters = None
 
     async def __aenter__(self) -> IotmpServer:
         await self.start()
@@ -250,10 +278,3 @@ class IotmpServer:
         finally:
             with contextlib.suppress(Exception):
                 await self.stop()
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested

@@ -6,9 +6,16 @@
   ``{"resource", "payload"}`` (write the payload to the resource).
 * ``/v3/users/{u}/devices/{d}/resources/{resource}?interval=N`` -- one resource;
   frames ``{"payload": value}`` write to it.
-* ``/v1/users/{u}/events`` (flat regex filters) and ``/v2/users/{u}/events``
+* ``/v1/users/{u}/events`` (flat filters) and ``/v2/users/{u}/events``
   (``{"event", "filters", "params"}`` subscriptions, acknowledged with
-  ``{"success": true, "registered": {...}}``).
+  ``{"success": true, "registered": {...}}``). Filters are globs matched
+  without backtracking (:mod:`.event_filters`).
+
+Limits (``config.limits``): intervals below ``min_stream_interval`` are raised
+to it; a socket holds at most ``max_subscriptions_per_socket`` subscriptions;
+a client that reads slower than frames arrive gets back-pressure (the device
+stream waits) once ``socket_queue_frames`` are queued, for at most
+``STALL_TIMEOUT`` s, and is closed when ``socket_queue_max_frames`` pile up.
 
 Data frames are ``{"resource", "signal": "data", "payload"}`` or, with
 ``websocket_frames: legacy``, ``{"resource", "out"|"in"}``. A device stream the
@@ -23,12 +30,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import WSMsgType, web
 
+from iotmp.protocol.ratelimit import LogLimiter
+
+from .event_filters import EventFilter, FilterError
 from .http_api import ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
 from .streams import Subscription
@@ -39,9 +48,12 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT: Final = 60.0
-QUEUE_SIZE: Final = 1024
 MAX_INTERVAL: Final = 7 * 24 * 3600.0
 CONTROL_MAX_SIZE: Final = 1024 * 1024
+STALL_TIMEOUT: Final = 5.0
+"""Seconds a congested socket may hold a device stream back before it is skipped."""
+
+_LOG_LIMITER: Final = LogLimiter()
 
 
 class AppSocket:
@@ -51,29 +63,64 @@ class AppSocket:
         self.manager = manager
         self.ws = ws
         self.name = name
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._dropped = False
+        limits = manager.server.config.limits
+        self._high_water = limits.socket_queue_frames
+        self._max_frames = limits.socket_queue_max_frames
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._congested_since: float | None = None
+        self._overflowed = False
         self._sender: asyncio.Task[None] | None = None
 
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue a frame (dropped with one log line when the client is too slow)."""
-        if self.ws.closed:
-            return
-        try:
-            self._queue.put_nowait(dumps(frame))
-        except asyncio.QueueFull:
-            if not self._dropped:
-                _LOGGER.warning("%s: client too slow, dropping frames", self.name)
-                self._dropped = True
+    def send(self, frame: dict[str, Any]) -> asyncio.Event | None:
+        """Queue a frame; returns an event to wait for when the client is behind.
+
+        The event is set once the queue is below ``socket_queue_frames`` again;
+        None means "go on". A client that stays congested for
+        ``STALL_TIMEOUT`` s gets no more back-pressure, and one with
+        ``socket_queue_max_frames`` queued is closed (one log line).
+        """
+        if self.ws.closed or self._overflowed:
+            return None
+        self._queue.put_nowait(dumps(frame))
+        size = self._queue.qsize()
+        if size > self._max_frames:
+            self._overflowed = True
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "slow client",
+                "%s: client too slow (%d frames queued); closing",
+                self.name,
+                size,
+            )
+            self.manager.server.spawn(self.close())
+            return None
+        if size < self._high_water:
+            return None
+        now = asyncio.get_running_loop().time()
+        if self._congested_since is None:
+            self._congested_since = now
+        elif now - self._congested_since > STALL_TIMEOUT:
+            return None  # stalled: stop holding the device stream back
+        self._writable.clear()
+        return self._writable
 
     async def _send_loop(self) -> None:
-        while True:
-            text = await self._queue.get()
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError) as exc:
-                _LOGGER.debug("%s: send failed: %r", self.name, exc)
-                return
+        try:
+            while True:
+                text = await self._queue.get()
+                if self._queue.qsize() < self._high_water:
+                    self._congested_since = None
+                    self._writable.set()
+                try:
+                    await self.ws.send_str(text)
+                except (ConnectionError, RuntimeError) as exc:
+                    _LOGGER.debug("%s: send failed: %r", self.name, exc)
+                    return
+        finally:
+            self._writable.set()  # never leave a producer waiting on a dead socket
 
     async def run(self) -> None:
         """Serve the socket until the client or the server closes it."""
@@ -97,7 +144,7 @@ class AppSocket:
     def _handle_text(self, text: str) -> None:
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.send_error("malformed JSON frame")
             return
         try:
@@ -121,14 +168,15 @@ class AppSocket:
             await self.ws.close(code=1001, message=b"server shutting down")
 
 
-def _parse_interval(value: Any) -> float:
+def _parse_interval(value: Any, minimum: float = 0.0) -> float:
+    """Seconds between samples (0 = pushes only); raised to ``minimum`` when below."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ApiError(400, "interval must be a number of seconds")
     if not 0 <= value <= MAX_INTERVAL:
         raise ApiError(400, "interval out of range")
-    return float(value)
+    return max(float(value), minimum) if value > 0 else 0.0
 
 
 class ResourceSocket(AppSocket):
@@ -153,8 +201,8 @@ class ResourceSocket(AppSocket):
             return {"resource": resource, key: value}
         return {"resource": resource, "signal": "data", "payload": value}
 
-    def _deliver(self, resource: str, value: Any) -> None:
-        self.send(self.frame(resource, value))
+    def _deliver(self, resource: str, value: Any) -> asyncio.Event | None:
+        return self.send(self.frame(resource, value))
 
     def _fail(self, resource: str, message: str) -> None:
         if self.manager.server.config.websocket_frames != "legacy":
@@ -170,6 +218,9 @@ class ResourceSocket(AppSocket):
         """Add or reconfigure the subscription to ``resource``."""
         hub = self.manager.server.hub
         sub = self.subscriptions.get(resource)
+        cap = self.manager.server.config.limits.max_subscriptions_per_socket
+        if sub is None and len(self.subscriptions) >= cap:
+            raise ApiError(400, f"at most {cap} subscriptions per socket")
         if sub is None:
             sub = Subscription(self.state.id, resource, interval, self._deliver, self._fail)
             self.subscriptions[resource] = sub
@@ -198,7 +249,8 @@ class ResourceSocket(AppSocket):
         if frame.get("enabled", True) is False:
             self.unsubscribe(resource)
             return
-        self.subscribe(resource, _parse_interval(frame.get("interval", 0)))
+        minimum = self.manager.server.config.limits.min_stream_interval
+        self.subscribe(resource, _parse_interval(frame.get("interval", 0), minimum))
 
     async def _write(self, resource: str, value: Any) -> None:
         ops = DeviceOps(self.manager.server)
@@ -213,36 +265,6 @@ class ResourceSocket(AppSocket):
             self.unsubscribe(resource)
 
 
-class _Filter:
-    """One events subscription: regexes over the event frame's fields."""
-
-    def __init__(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> None:
-        self.raw = raw
-        self.patterns: dict[str, re.Pattern[str] | str] = {"event": _compile(event)}
-        for key, value in filters.items():
-            self.patterns[str(key)] = _compile(str(value))
-
-    def matches(self, event: dict[str, Any]) -> bool:
-        for key, pattern in self.patterns.items():
-            value = event.get(key)
-            if value is None:
-                return False
-            text = str(value)
-            if isinstance(pattern, str):
-                if text != pattern:
-                    return False
-            elif pattern.fullmatch(text) is None:
-                return False
-        return True
-
-
-def _compile(text: str) -> re.Pattern[str] | str:
-    try:
-        return re.compile(text)
-    except re.error:
-        return text  # not a valid regex: compare literally
-
-
 class EventSocket(AppSocket):
     """Account events (``device_state_change``) for one user."""
 
@@ -252,7 +274,14 @@ class EventSocket(AppSocket):
         super().__init__(manager, ws, f"events v{version} {user}")
         self.user = user
         self.version = version
-        self.filters: list[_Filter] = []
+        self.filters: list[EventFilter] = []
+
+    def _filter(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> EventFilter:
+        limits = self.manager.server.config.limits
+        try:
+            return EventFilter(event, filters, raw, limits.filter_max_length)
+        except FilterError as exc:
+            raise ApiError(400, str(exc)) from None
 
     def handle(self, frame: Any) -> None:
         """Register (v2: add, v1: replace) or unregister a subscription."""
@@ -264,7 +293,7 @@ class EventSocket(AppSocket):
         event = frame["event"]
         if self.version == 1:
             filters = {k: v for k, v in frame.items() if k != "event"}
-            self.filters = [_Filter(event, filters, frame)]
+            self.filters = [self._filter(event, filters, frame)]
             return
         raw_filters = frame.get("filters") or {}
         if not isinstance(raw_filters, dict):
@@ -282,7 +311,16 @@ class EventSocket(AppSocket):
         if frame.get("enabled", True) is False:
             self.send({"success": True, "unregistered": {"event": event, "filters": raw_filters}})
             return
-        self.filters.append(_Filter(event, raw_filters, frame))
+        cap = self.manager.server.config.limits.max_subscriptions_per_socket
+        if len(self.filters) >= cap:
+            self.send({"success": False, "error": {"message": f"at most {cap} subscriptions"}})
+            return
+        try:
+            subscription = self._filter(event, raw_filters, frame)
+        except ApiError as exc:
+            self.send({"success": False, "error": {"message": exc.message}})
+            return
+        self.filters.append(subscription)
         self.send({"success": True, "registered": {"event": event, "filters": raw_filters}})
 
     def offer(self, event: dict[str, Any]) -> None:
@@ -324,7 +362,8 @@ class AppSockets:
         resource = request.match_info["resource"]
         raw = request.query.get("interval")
         try:
-            interval = _parse_interval(float(raw) if raw else 0.0)
+            minimum = self.server.config.limits.min_stream_interval
+            interval = _parse_interval(float(raw) if raw else 0.0, minimum)
         except ValueError:
             raise ApiError(400, "interval must be a number of seconds") from None
         socket = ResourceSocket(self, self._ws(), state, fixed_resource=resource)

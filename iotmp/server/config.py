@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from .limits import LimitsError, ServerLimits, parse_limits
+
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 25280
 DEFAULT_TCP_PORT: Final = 25204
@@ -99,6 +101,7 @@ class ServerConfig:
     login_delay_max: float = 8.0
     users: tuple[UserConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     @property
     def tls_enabled(self) -> bool:
@@ -195,7 +198,7 @@ def parse_config(data: Any) -> ServerConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a mapping")
-    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices"}
+    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices", "limits"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     values: dict[str, Any] = {}
@@ -212,6 +215,10 @@ def parse_config(data: Any) -> ServerConfig:
     if not isinstance(raw_devices, list):
         raise ConfigError("devices: expected a list")
     devices = tuple(_parse_device(i, d, default_user) for i, d in enumerate(raw_devices))
+    try:
+        values["limits"] = parse_limits(data.get("limits"))
+    except LimitsError as exc:
+        raise ConfigError(str(exc)) from exc
     return validate(ServerConfig(users=users, devices=devices, **values))
 
 

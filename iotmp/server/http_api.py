@@ -29,9 +29,11 @@ from iotmp.protocol.errors import (
 )
 from iotmp.protocol.message import ABSENT
 
+from . import input_checks
 from .auth import AuthError
 from .device_link import DeviceLink
 from .registry import DeviceState
+from .throttle import TooManyAttempts
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -258,6 +260,11 @@ class DeviceOps:
         subscribers, its new state is read back and pushed to them (reference
         devices do not stream after a RUN).
         """
+        if value is not ABSENT:
+            try:
+                input_checks.device_value(value, self.server.config.limits.value_limits)
+            except input_checks.InputError as exc:
+                raise_error(400, str(exc))
         link, fn = await self.resource_fn(state, resource)
         output = await self.call(link.run(resource, value))
         if fn == 2 and self.server.hub.has_subscribers(state.id, resource):
@@ -315,6 +322,8 @@ async def read_json_body(request: web.Request, limit: int) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise_error(400, "malformed JSON body")
+    except RecursionError:
+        raise_error(400, "JSON body nested too deeply")
 
 
 class RestApi:
@@ -355,14 +364,17 @@ class RestApi:
         else:
             if (request.content_length or 0) > self.server.config.max_body_bytes:
                 raise_error(413, "request body too large")
-            form = dict(await request.post())
+            try:
+                form = dict(await request.post())
+            except (ValueError, UnicodeDecodeError):
+                raise_error(400, "malformed form body (expected UTF-8 url-encoded fields)")
         grant = form.get("grant_type")
         try:
             if grant == "password":
                 username, password = form.get("username"), form.get("password")
                 if not isinstance(username, str) or not isinstance(password, str):
                     raise_error(400, "username and password are required")
-                pair = self.server.auth.password_grant(username, password)
+                pair = await self._password_grant(request, username, password)
             elif grant == "refresh_token":
                 refresh = form.get("refresh_token")
                 if not isinstance(refresh, str):
@@ -374,16 +386,35 @@ class RestApi:
             raise_error(401, exc.message)
         return json_response(pair.as_json())
 
+    async def _password_grant(self, request: web.Request, username: str, password: str) -> Any:
+        """Run the password grant behind the login throttle (429 when over it)."""
+        throttle = self.server.throttle
+        address = request.remote or "?"
+        try:
+            delay = throttle.reserve(username, address)
+        except TooManyAttempts as exc:
+            raise ApiError(429, str(exc)) from None
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            pair = self.server.auth.password_grant(username, password)
+        except AuthError:
+            throttle.failure(username, address)
+            raise
+        throttle.success(username, address)
+        return pair
+
     async def create_token(self, request: web.Request) -> web.Response:
         """``POST /v1/users/{user}/tokens``: a user access token (no expiry by default)."""
         user, _ = self._auth(request)
         body = await read_json_body(request, self.server.config.max_body_bytes)
         body = body if isinstance(body, dict) else {}
-        expires_in = body.get("expires_in", body.get("token_expiration"))
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
-        ):
-            raise_error(400, "expires_in must be a number of seconds")
+        try:
+            expires_in = input_checks.expires_in(
+                body.get("expires_in", body.get("token_expiration"))
+            )
+        except input_checks.InputError as exc:
+            raise_error(400, str(exc))
         token = self.server.auth.issue_access_token(user, expires_in=expires_in)
         claims = self.server.auth.verify_access_token(token)
         name = body.get("token_name") or body.get("name") or ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from iotmp.protocol.errors import (
     IotmpError,
 )
 from iotmp.protocol.limits import Limits
+from iotmp.protocol.ratelimit import LogLimiter
 from iotmp.protocol.session import Role, Session, SessionConfig
 from iotmp.protocol.transport import (
     Transport,
@@ -31,7 +33,9 @@ from iotmp.protocol.transport import (
 )
 
 from .device_link import DeviceLink, peer_host
+from .limits import ConnectionCounter
 from .registry import DeviceState
+from .throttle import TooManyAttempts
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -40,6 +44,7 @@ _LOGGER = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
 _QUIET_REASONS = ("protocol error", "keep-alive timeout")  # the session logged these
+_LOG_LIMITER = LogLimiter()  # lines any client can cause are rate-limited per cause
 
 
 class DeviceGateway:
@@ -53,6 +58,10 @@ class DeviceGateway:
         self._tls: asyncio.Server | None = None
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
+        limits = server.config.limits
+        self._unauthenticated = ConnectionCounter(
+            limits.unauthenticated_per_address, limits.unauthenticated_total
+        )
         self.closing = False
 
     # -- listeners -------------------------------------------------------------
@@ -73,7 +82,7 @@ class DeviceGateway:
                 config.host,
                 config.tls_port,
                 ssl=context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                ssl_handshake_timeout=config.limits.handshake_timeout,
                 reuse_address=True,
             )
 
@@ -140,17 +149,33 @@ class DeviceGateway:
 
     def _session_config(self) -> SessionConfig:
         config = self.server.config
+        limits = config.limits
         return SessionConfig(
             keep_alive=config.keep_alive,
             request_timeout=config.request_timeout,
-            handshake_timeout=HANDSHAKE_TIMEOUT,
+            handshake_timeout=limits.handshake_timeout,
             limits=Limits(max_message_size=config.max_message_size),
             concurrent_requests=True,
+            handshake_limits=limits.handshake_limits,
+            max_message_rate=limits.device_message_rate,
+            message_burst=limits.device_message_burst,
         )
 
     async def serve(self, transport: Transport) -> None:
         """Run one device connection from CONNECT to close."""
         if self.closing:
+            await transport.close()
+            return
+        address = peer_host(transport.peer)
+        if not self._unauthenticated.try_enter(address):
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "unauthenticated cap",
+                "%s: too many unauthenticated device connections (%d open); refused",
+                address,
+                self._unauthenticated.count,
+            )
             await transport.close()
             return
         self._transports.add(transport)
@@ -161,46 +186,73 @@ class DeviceGateway:
             name=f"device {transport.peer}",
         )
         self._sessions.add(session)
+        counted = [True]
+
+        def authenticated() -> None:
+            if counted[0]:
+                counted[0] = False
+                self._unauthenticated.leave(address)
+
         try:
-            await self._serve_session(session, transport)
+            await self._serve_session(session, transport, authenticated)
         finally:
+            authenticated()
             self._sessions.discard(session)
             self._transports.discard(transport)
             if not session.is_closed:
                 await session.close("connection handler ended")
 
-    async def _serve_session(self, session: Session, transport: Transport) -> None:
+    async def _serve_session(
+        self, session: Session, transport: Transport, authenticated: Callable[[], None]
+    ) -> None:
         address = peer_host(transport.peer)
         accepted: list[DeviceState] = []
         throttle = self.server.throttle
         registry = self.server.registry
 
         async def authenticate(user: str, device: str, credential: str, _params: Any) -> bool:
+            who = f"device:{user}/{device}"
+            try:
+                delay = throttle.reserve(who, address)
+            except TooManyAttempts:
+                _LOG_LIMITER.log(
+                    _LOGGER,
+                    logging.INFO,
+                    "device login throttled",
+                    "device login of %r/%r from %s refused unchecked: too many failures",
+                    user,
+                    device,
+                    address,
+                )
+                return False
+            if delay > 0:
+                await asyncio.sleep(delay)
             state = registry.authenticate(user, device, credential)
             if state is None:
-                delay = throttle.failure_delay(address)
-                _LOGGER.info(
-                    "device login refused: user %r device %r from %s (%d failures, delay %.1f s)",
+                throttle.failure(who, address)
+                _LOG_LIMITER.log(
+                    _LOGGER,
+                    logging.INFO,
+                    "device login refused",
+                    "device login refused: user %r device %r from %s (%d failures)",
                     user,
                     device,
                     address,
                     throttle.failures(address),
-                    delay,
                 )
-                if delay > 0:
-                    await asyncio.sleep(delay)
                 return False
-            throttle.success(address)
+            throttle.success(who, address)
             accepted.append(state)
             return True
 
         try:
-            await session.accept(authenticate, timeout=HANDSHAKE_TIMEOUT)
+            await session.accept(authenticate, timeout=self.server.config.limits.handshake_timeout)
         except AuthenticationError:
             return  # answered ERROR and closed by the session
         except IotmpError as exc:
             _LOGGER.debug("%s: handshake failed: %r", transport.peer, exc)
             return
+        authenticated()
         state = accepted[0]
         device_id = state.id
         generation = self._generation.get(device_id, 0) + 1
@@ -224,7 +276,14 @@ class DeviceGateway:
         except IotmpError as exc:
             if session.is_closed:
                 return
-            _LOGGER.warning("device %s: DESCRIBE failed (%s); resources unknown", device_id, exc)
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "describe failed",
+                "device %s: DESCRIBE failed (%s); resources unknown",
+                device_id,
+                exc,
+            )
             state.description = None
             state.resources = {}
         else:

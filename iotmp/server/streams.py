@@ -12,6 +12,11 @@ elapsed since its last delivery (half a device period of slack absorbs jitter).
 The first sample after a (re)subscription is always delivered: it is the
 device's stream echo.
 
+Back-pressure: a subscriber's ``deliver`` may return an :class:`asyncio.Event`
+(its client is behind); the device stream's next sample then waits until every
+such event is set, so the device session reads no further meanwhile instead of
+frames being dropped.
+
 The device stream is re-configured (STOP + START) when the subscriber set
 changes in a way that needs it, stopped when the last subscriber leaves,
 forgotten (not stopped) when the device disconnects and started again when it
@@ -24,7 +29,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from iotmp.protocol.errors import IotmpError, RemoteError
@@ -40,7 +45,7 @@ class StreamLink(Protocol):
         """Whether the device session ended."""
 
     async def start_stream(
-        self, resource: str, interval_ms: int, on_data: Callable[[Any], None]
+        self, resource: str, interval_ms: int, on_data: Callable[[Any], Any]
     ) -> object:
         """Open a device stream; returns a handle for :meth:`stop_stream`."""
 
@@ -55,7 +60,8 @@ LinkLookup = Callable[[str], StreamLink | None]
 class Subscription:
     """One application subscriber of one device resource.
 
-    ``deliver(resource, value)`` queues a data frame; ``fail(resource,
+    ``deliver(resource, value)`` queues a data frame and returns None, or an
+    event to wait for before the next sample (back-pressure); ``fail(resource,
     message)`` reports that the device refused the stream. Both must not block.
     """
 
@@ -64,7 +70,7 @@ class Subscription:
         device_id: str,
         resource: str,
         interval: float,
-        deliver: Callable[[str, Any], None],
+        deliver: Callable[[str, Any], asyncio.Event | None],
         fail: Callable[[str, str], None] | None = None,
     ) -> None:
         self.device_id = device_id
@@ -83,8 +89,8 @@ class Subscription:
 
     def offer(
         self, value: Any, now: float, slack: float, stream_ms: int, *, force: bool = False
-    ) -> None:
-        """Deliver ``value`` if this subscriber is due (or ``force``).
+    ) -> asyncio.Event | None:
+        """Deliver ``value`` if this subscriber is due (or ``force``); see ``deliver``.
 
         ``stream_ms`` is the shared device stream's interval: a subscriber that
         asked for no less frequent samples than that gets every one (pushes too).
@@ -97,15 +103,16 @@ class Subscription:
             or now - self.last_delivery >= self.interval - slack
         )
         if not due:
-            return
+            return None
         if not force or self.pending_first:
             self.last_delivery = now
         self.pending_first = False
         self.deliveries += 1
         try:
-            self._deliver(self.resource, value)
+            return self._deliver(self.resource, value)
         except Exception:
             _LOGGER.exception("stream subscriber failed to take a frame")
+            return None
 
     def failed(self, message: str) -> None:
         """Tell the subscriber the device stream could not be opened."""
@@ -196,11 +203,14 @@ class ResourceStream:
         holder: list[object] = []
         early: list[Any] = []
 
-        def on_data(value: Any) -> None:
+        def on_data(value: Any) -> Awaitable[None] | None:
             if not holder:
                 early.append(value)  # the echo can beat start_stream's return
             elif self.handle is holder[0]:
-                self._dispatch(value)
+                gates = self._dispatch(value)
+                if gates:
+                    return _wait_all(gates)
+            return None
 
         try:
             handle = await link.start_stream(self.resource, interval_ms, on_data)
@@ -225,12 +235,21 @@ class ResourceStream:
         for value in early:
             self._dispatch(value)
 
-    def _dispatch(self, value: Any, *, force: bool = False) -> None:
+    def _dispatch(self, value: Any, *, force: bool = False) -> list[asyncio.Event]:
         now = self.hub.clock()
         stream_ms = self.interval_ms or 0
         slack = stream_ms / 2000.0
+        gates: list[asyncio.Event] = []
         for sub in list(self.subscribers):
-            sub.offer(value, now, slack, stream_ms, force=force)
+            gate = sub.offer(value, now, slack, stream_ms, force=force)
+            if gate is not None:
+                gates.append(gate)
+        return gates
+
+
+async def _wait_all(gates: list[asyncio.Event]) -> None:
+    for gate in gates:
+        await gate.wait()
 
 
 def _remote_message(exc: RemoteError, default: str) -> str:
