@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from iotmp.server.config import DEMO_USER, ConfigError
+from iotmp.server.demo_files import short_token
 from iotmp.sim.fleet import Fleet
 from iotmp.sim.virtual_device import DEFAULT_TICK
 
@@ -59,7 +60,7 @@ def _sim_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _banner(url: str, token: str, demo_file: str, devices: list[str]) -> str:
-    short = f"{token[:12]}...{token[-6:]}" if len(token) > 24 else "(see the demo file)"
+    short = short_token(token)
     return "\n".join(
         [
             "IOTMP demo running. Ctrl-C stops it.",

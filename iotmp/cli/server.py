@@ -14,7 +14,12 @@ from typing import Any
 
 from iotmp.cli.common import setup_logging
 from iotmp.server.app import IotmpServer
-from iotmp.server.certs import cryptography_available, make_self_signed
+from iotmp.server.certs import (
+    CertificateError,
+    check_certificate,
+    cryptography_available,
+    make_self_signed,
+)
 from iotmp.server.config import (
     DEFAULT_HTTP_PORT,
     DEFAULT_TCP_PORT,
@@ -29,8 +34,8 @@ from iotmp.server.config import (
     new_demo_secrets,
     read_demo_secrets,
     validate,
-    write_private_json,
 )
+from iotmp.server.demo_files import short_token, write_private_json
 
 _LOGGER = logging.getLogger("iotmp.server")
 
@@ -80,6 +85,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+def _check_tls(cert: str, key: str | None, advice: str) -> None:
+    try:
+        check_certificate(cert, key)
+    except CertificateError as exc:
+        raise ConfigError(f"{exc}; {advice}") from None
+
+
 def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
     """Demo configuration, the demo file path and the secrets (reused if present)."""
     demo_file: Path = args.demo_file or default_demo_file()
@@ -91,6 +103,7 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
         if not (cert.exists() and key.exists()):
             make_self_signed(cert, key)
         tls_cert, tls_key = str(cert), str(key)
+        _check_tls(tls_cert, tls_key, "delete both files to generate new ones")
     config = demo_config(
         demo_secrets,
         host=args.host or "127.0.0.1",
@@ -119,6 +132,8 @@ async def start_server(args: argparse.Namespace) -> tuple[IotmpServer, dict[str,
         changes = _overrides(args)
         if changes:
             config = validate(replace(config, **changes))
+        if config.tls_enabled and config.tls_cert:
+            _check_tls(config.tls_cert, config.tls_key, "fix tls_cert / tls_key")
     server = IotmpServer(config)
     try:
         await server.start()
@@ -148,7 +163,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         return 1 if isinstance(exc, ListenError) else 2
     if demo is not None:
         print(f"demo settings written to {demo['path']}", flush=True)
-        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {demo['token']}", flush=True)
+        token = short_token(demo["token"])
+        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {token}", flush=True)
 
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
