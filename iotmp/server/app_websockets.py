@@ -54,6 +54,7 @@ STALL_TIMEOUT: Final = 5.0
 """Seconds a congested socket may hold a device stream back before it is skipped."""
 
 _LOG_LIMITER: Final = LogLimiter()
+_YIELD_EVERY: Final = 16
 
 
 class AppSocket:
@@ -128,7 +129,11 @@ class AppSocket:
             self._send_loop(), name=f"iotmp-ws-send {self.name}"
         )
         try:
+            handled = 0
             async for msg in self.ws:
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # frames already buffered must not hold the loop
                 if msg.type == WSMsgType.TEXT:
                     self._handle_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
