@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -184,7 +185,7 @@ class Bystander:
         times = self.frame_times
         if len(times) < 2:
             return float("inf")
-        return max(b - a for a, b in zip(times, times[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(times))
 
     def report(self) -> str:
         return (
@@ -266,7 +267,7 @@ async def _online(server: ServerProcess, device_id: str, http: aiohttp.ClientSes
 
 async def wait_for(check: Callable[[], Any], timeout: float) -> None:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
-        while not await check():
+        while not await check():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
