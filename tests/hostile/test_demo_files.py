@@ -27,7 +27,7 @@ def _demo_command(demo_file: Path, *extra: str) -> list[str]:
 
 def _run_until_written(demo_file: Path, *extra: str) -> str:
     """Run the demo server until it wrote the demo file; return its stdout."""
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         _demo_command(demo_file, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 30
@@ -46,8 +46,12 @@ def _run_until_written(demo_file: Path, *extra: str) -> str:
 def test_corrupted_demo_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     demo_file = tmp_path / "demo.json"
     demo_file.write_text('{"password": "x", "config": {"secr')  # truncated
-    result = subprocess.run(  # noqa: S603
-        _demo_command(demo_file, "--no-tls"), capture_output=True, text=True, timeout=60
+    result = subprocess.run(
+        _demo_command(demo_file, "--no-tls"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "corrupted" in result.stderr and str(demo_file) in result.stderr
@@ -84,8 +88,8 @@ def test_truncated_certificate_is_a_clear_error(tmp_path: Path) -> None:
     _run_until_written(demo_file)
     cert = tmp_path / "demo-cert.pem"
     cert.write_bytes(cert.read_bytes()[:100])
-    result = subprocess.run(  # noqa: S603
-        _demo_command(demo_file), capture_output=True, text=True, timeout=60
+    result = subprocess.run(
+        _demo_command(demo_file), check=False, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
     assert "unusable TLS certificate" in result.stderr and "demo-cert.pem" in result.stderr

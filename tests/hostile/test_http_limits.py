@@ -62,7 +62,7 @@ async def test_1100_idle_sockets_under_1024_fds_do_not_lock_out_rest(
         for writer in writers:
             writer.close()
     lines = server.log_lines()[before:]
-    print(f"log grew by {len(lines)} lines")  # noqa: T201
+    print(f"log grew by {len(lines)} lines")
     assert len(lines) < 100, lines[:20]
     assert not tracebacks(lines), tracebacks(lines)[:5]
 

@@ -17,8 +17,15 @@ import pytest
 
 from iotmp.protocol.message import Message, MessageType
 
-from .conftest import PASSWORD, USER, ServerProcess, credential, start_server, stop_server
-from .conftest import tracebacks
+from .conftest import (
+    PASSWORD,
+    USER,
+    ServerProcess,
+    credential,
+    start_server,
+    stop_server,
+    tracebacks,
+)
 from .raw import RawDevice
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,7 +78,7 @@ async def test_password_grant_brute_force_is_slowed_not_the_owner(
         status, elapsed = await _grant(attacker, url, PASSWORD)
         assert status == 200
         assert elapsed >= 0.3
-    print(f"sequential waits {[round(t, 2) for t in times]}, 8 parallel took {total:.2f} s")  # noqa: T201
+    print(f"sequential waits {[round(t, 2) for t in times]}, 8 parallel took {total:.2f} s")
 
 
 async def _device_login(port: int, device: str, secret: str, source: str | None = None) -> bool:
