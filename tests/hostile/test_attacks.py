@@ -20,7 +20,7 @@ from iotmp.device import Device
 from iotmp.protocol.codec import encode_message
 from iotmp.protocol.message import Message, MessageType
 
-from .conftest import USER, Bystander, ServerProcess, credential, measure_during, wait_for
+from .harness import USER, Bystander, ServerProcess, credential, measure_during, wait_for
 from .raw import RawDevice
 
 pytestmark = pytest.mark.timeout(120)

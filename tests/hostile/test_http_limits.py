@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import ServerProcess, start_server, stop_server, tracebacks
+from .harness import ServerProcess, start_server, stop_server, tracebacks
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ import pytest
 
 from iotmp.protocol.message import Message, MessageType
 
-from .conftest import (
+from .harness import (
     PASSWORD,
     USER,
     ServerProcess,
