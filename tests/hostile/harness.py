@@ -90,12 +90,16 @@ def start_server(
     folder: Path,
     *,
     file_limit: int | None = None,
+    settings: dict[str, Any] | None = None,
     **limits: Any,
 ) -> ServerProcess:
-    """Start ``python -m iotmp server`` (optionally under ``ulimit -n file_limit``)."""
+    """Start ``python -m iotmp server`` (optionally under ``ulimit -n file_limit``).
+
+    ``settings`` replace top-level configuration keys, ``limits`` entries of ``limits``.
+    """
     secret = secrets.token_urlsafe(32)
     config = folder / "server.json"
-    config.write_text(json.dumps(server_config(secret, **limits)))
+    config.write_text(json.dumps(server_config(secret, **limits) | (settings or {})))
     log_path = folder / "server.log"
 
     def limit_files() -> None:
