@@ -35,7 +35,7 @@ class ServerLimits:
     unauthenticated_total: int = 256
     # Devices, after authentication
     device_message_rate: float = 1000.0
-    device_message_burst: int = 20_000
+    device_message_burst: int = 10_000
     value_max_depth: int = DEFAULT_MAX_DEPTH
     # HTTP listener
     http_max_connections: int = 512
