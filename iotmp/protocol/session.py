@@ -86,6 +86,7 @@ _MAX_STREAM_ID: Final = 0xFFFF
 _WORK_QUEUE_SIZE: Final = 1000
 _TASK_STOP_TIMEOUT: Final = 5.0
 _YIELD_EVERY: Final = 64  # messages of one read handled before the reader yields to the loop
+_FEED_SLICE: Final = 4096  # bytes decoded at once: a big read of tiny messages is cut up
 
 _KEEP_ALIVE_MESSAGE: Final = Message(MessageType.KEEP_ALIVE)
 
@@ -1003,7 +1004,7 @@ class Session:
         return task
 
     async def _read_loop(self) -> None:
-        reason = "connection closed by peer"
+        reason: str | None = None
         try:
             backlog, self._backlog = self._backlog, []
             for message in backlog:
@@ -1013,44 +1014,57 @@ class Session:
                 if not data:
                     break
                 self._last_rx = self._loop.time()
-                try:
-                    messages = self._decoder.feed(data)
-                except ProtocolError as exc:
-                    _LOG_LIMITER.log(
-                        _LOGGER,
-                        logging.WARNING,
-                        "protocol error",
-                        "%s: protocol error, closing: %s",
-                        self.name,
-                        exc,
-                    )
-                    reason = f"protocol error: {exc}"
-                    break
-                budget = self._rx_budget
-                if budget is not None and not budget.take(len(messages)):
-                    _LOG_LIMITER.log(
-                        _LOGGER,
-                        logging.WARNING,
-                        "message rate",
-                        "%s: more than %g messages/s (burst %d); closing",
-                        self.name,
-                        budget.rate,
-                        budget.burst,
-                    )
-                    reason = "message rate limit exceeded"
-                    break
-                for index, message in enumerate(messages, 1):
-                    await self._dispatch(message)
-                    if index % _YIELD_EVERY == 0:
+                view = memoryview(data)
+                for offset in range(0, len(data), _FEED_SLICE):
+                    if offset:
                         await asyncio.sleep(0)  # one big read must not hold the loop
-                    if self.is_closed:
+                    reason = await self._handle_bytes(view[offset : offset + _FEED_SLICE])
+                    if reason is not None or self.is_closed:
                         break
+                if reason is not None:
+                    break
+            if reason is None:
+                reason = "connection closed by peer"
         except ConnectionClosedError:
             reason = "write failed"
         except Exception:
             _LOGGER.exception("%s: reader failed", self.name)
             reason = "internal error"
         self._request_close(reason)
+
+    async def _handle_bytes(self, data: memoryview) -> str | None:
+        """Decode and dispatch a slice of received bytes; returns a close reason or None."""
+        try:
+            messages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "protocol error",
+                "%s: protocol error, closing: %s",
+                self.name,
+                exc,
+            )
+            return f"protocol error: {exc}"
+        budget = self._rx_budget
+        if budget is not None and messages and not budget.take(len(messages)):
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "message rate",
+                "%s: more than %g messages/s (burst %d); closing",
+                self.name,
+                budget.rate,
+                budget.burst,
+            )
+            return "message rate limit exceeded"
+        for index, message in enumerate(messages, 1):
+            await self._dispatch(message)
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if self.is_closed:
+                break
+        return None
 
     async def _dispatch(self, message: Message) -> None:
         """Route one received message (runs in the reader task)."""
