@@ -219,6 +219,7 @@ class QuietBadRequests(logging.Filter):
 
 _QUIET_BAD_REQUESTS: Final = QuietBadRequests()
 _ACCEPT_ERROR: Final = "socket.accept() out of system resource"
+_filter_users = [0]
 
 
 def install_log_filters() -> Callable[[], None]:
@@ -230,6 +231,7 @@ def install_log_filters() -> Callable[[], None]:
     previous = loop.get_exception_handler()
     server_logger = logging.getLogger("aiohttp.server")
     server_logger.addFilter(_QUIET_BAD_REQUESTS)
+    _filter_users[0] += 1  # several servers in one process share the filter
 
     def handler(the_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if str(context.get("message", "")).startswith(_ACCEPT_ERROR):
@@ -250,7 +252,9 @@ def install_log_filters() -> Callable[[], None]:
     loop.set_exception_handler(handler)
 
     def undo() -> None:
-        server_logger.removeFilter(_QUIET_BAD_REQUESTS)
+        _filter_users[0] -= 1
+        if _filter_users[0] <= 0:
+            server_logger.removeFilter(_QUIET_BAD_REQUESTS)
         if loop.get_exception_handler() is handler:
             loop.set_exception_handler(previous)
 
