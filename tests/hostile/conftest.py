@@ -9,6 +9,11 @@ import pytest
 from .harness import Bystander, ServerProcess, run_bystander, start_server, stop_server, tracebacks
 
 
+@pytest.fixture(autouse=True)
+def _sockets(socket_enabled: None) -> None:
+    """Real loopback sockets (Home Assistant's plugin blocks sockets by default)."""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server subprocess for the module; its log must hold no ERROR at the end."""
