@@ -13,9 +13,8 @@
 
 Limits (``config.limits``): intervals below ``min_stream_interval`` are raised
 to it; a socket holds at most ``max_subscriptions_per_socket`` subscriptions;
-a client that reads slower than frames arrive gets back-pressure (the device
-stream waits) once ``socket_queue_frames`` are queued, for at most
-``STALL_TIMEOUT`` s, and is closed when ``socket_queue_max_frames`` pile up.
+a client that reads slower than frames arrive gets back-pressure instead of
+dropped frames (:mod:`.socket_outbox`).
 
 Data frames are ``{"resource", "signal": "data", "payload"}`` or, with
 ``websocket_frames: legacy``, ``{"resource", "out"|"in"}``. A device stream the
@@ -35,11 +34,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import WSMsgType, web
 
-from iotmp.protocol.ratelimit import LogLimiter
-
 from .event_filters import EventFilter, FilterError
 from .http_api import ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
+from .socket_outbox import Outbox
 from .streams import Subscription
 
 if TYPE_CHECKING:
@@ -50,10 +48,6 @@ _LOGGER = logging.getLogger(__name__)
 HEARTBEAT: Final = 60.0
 MAX_INTERVAL: Final = 7 * 24 * 3600.0
 CONTROL_MAX_SIZE: Final = 1024 * 1024
-STALL_TIMEOUT: Final = 5.0
-"""Seconds a congested socket may hold a device stream back before it is skipped."""
-
-_LOG_LIMITER: Final = LogLimiter()
 _YIELD_EVERY: Final = 16
 
 
@@ -65,68 +59,24 @@ class AppSocket:
         self.ws = ws
         self.name = name
         limits = manager.server.config.limits
-        self._high_water = limits.socket_queue_frames
-        self._max_frames = limits.socket_queue_max_frames
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._congested_since: float | None = None
-        self._overflowed = False
+        self.outbox = Outbox(
+            name,
+            high_water=limits.socket_queue_frames,
+            max_frames=limits.socket_queue_max_frames,
+            on_overflow=lambda: manager.server.spawn(self.close()),
+        )
         self._sender: asyncio.Task[None] | None = None
 
     def send(self, frame: dict[str, Any]) -> asyncio.Event | None:
-        """Queue a frame; returns an event to wait for when the client is behind.
-
-        The event is set once the queue is below ``socket_queue_frames`` again;
-        None means "go on". A client that stays congested for
-        ``STALL_TIMEOUT`` s gets no more back-pressure, and one with
-        ``socket_queue_max_frames`` queued is closed (one log line).
-        """
-        if self.ws.closed or self._overflowed:
+        """Queue a frame; returns an event to wait for when the client is behind."""
+        if self.ws.closed:
             return None
-        self._queue.put_nowait(dumps(frame))
-        size = self._queue.qsize()
-        if size > self._max_frames:
-            self._overflowed = True
-            _LOG_LIMITER.log(
-                _LOGGER,
-                logging.WARNING,
-                "slow client",
-                "%s: client too slow (%d frames queued); closing",
-                self.name,
-                size,
-            )
-            self.manager.server.spawn(self.close())
-            return None
-        if size < self._high_water:
-            return None
-        now = asyncio.get_running_loop().time()
-        if self._congested_since is None:
-            self._congested_since = now
-        elif now - self._congested_since > STALL_TIMEOUT:
-            return None  # stalled: stop holding the device stream back
-        self._writable.clear()
-        return self._writable
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                text = await self._queue.get()
-                if self._queue.qsize() < self._high_water:
-                    self._congested_since = None
-                    self._writable.set()
-                try:
-                    await self.ws.send_str(text)
-                except (ConnectionError, RuntimeError) as exc:
-                    _LOGGER.debug("%s: send failed: %r", self.name, exc)
-                    return
-        finally:
-            self._writable.set()  # never leave a producer waiting on a dead socket
+        return self.outbox.put(dumps(frame))
 
     async def run(self) -> None:
         """Serve the socket until the client or the server closes it."""
         self._sender = asyncio.get_running_loop().create_task(
-            self._send_loop(), name=f"iotmp-ws-send {self.name}"
+            self.outbox.run(self.ws.send_str), name=f"iotmp-ws-send {self.name}"
         )
         try:
             handled = 0
