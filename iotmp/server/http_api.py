@@ -53,10 +53,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An error answered as ``{"error": {"message": ...}}`` with ``status``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +109,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request body too large")
     except web.HTTPException as exc:
@@ -393,7 +397,8 @@ class RestApi:
         try:
             delay = throttle.reserve(username, address)
         except TooManyAttempts as exc:
-            raise ApiError(429, str(exc)) from None
+            retry = {"Retry-After": str(math.ceil(exc.retry_after))}
+            raise ApiError(429, str(exc), retry) from None
         if delay > 0:
             await asyncio.sleep(delay)
         try:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def login_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, login_max_wait=4)
     try:
         yield server
     finally:
@@ -74,6 +74,17 @@ async def test_password_grant_brute_force_is_slowed_not_the_owner(
         assert owner_time < 0.3, owner_time  # not delayed
         assert {s for s, _ in results} == {401}
         assert total >= 7 * 0.38, total  # eight checks spaced by the 0.4 s cap
+        # far-away turns are refused at once, unchecked, with a time to retry
+        burst = asyncio.gather(*(_grant(attacker, url, f"q-{i}") for i in range(30)))
+        await asyncio.sleep(0.2)
+        async with attacker.post(
+            url + "/oauth/token",
+            data={"grant_type": "password", "username": USER, "password": "x"},
+        ) as resp:
+            assert resp.status == 429
+            assert int(resp.headers["Retry-After"]) > 0
+            assert "too many failed logins" in (await resp.json())["error"]["message"]
+        assert 429 in {s for s, _ in await burst}
         # the right password from the attacking address waits its turn too
         status, elapsed = await _grant(attacker, url, PASSWORD)
         assert status == 200
