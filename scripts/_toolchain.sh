@@ -25,7 +25,7 @@ STANDALONE_PY_MIN=3.11.0
 STANDALONE_VENV=$IOTMP_CACHE/venv-standalone
 STANDALONE_REQS=$IOTMP_ROOT/requirements_test_standalone.txt
 # What the standalone leg runs: everything that is not Home Assistant glue.
-STANDALONE_TESTS=(tests/protocol tests/client tests/server tests/sim tests/cli tests/mqtt
+STANDALONE_TESTS=(tests/protocol tests/client tests/server tests/sim tests/cli tests/mqtt tests/hostile
     tests/mapping/test_mapping.py tests/mapping/test_mapping_properties.py
     tests/test_layering.py tests/test_standalone.py tests/storage)
 # The wheel scripts/test builds and installs into every leg's venv.

@@ -92,9 +92,10 @@ if TYPE_CHECKING:
 type IotmpConfigEntry = ConfigEntry[IotmpRuntimeData]
 type EntityFactory = Callable[[IotmpManager, str, EntitySpec], Entity]
 
-# Stream reconnect delays (seconds): capped exponential backoff with full jitter.
-STREAM_BACKOFF_INITIAL = 1.0
-STREAM_BACKOFF_MAX = 60.0
+# Stream reconnect delays (seconds): capped exponential backoff with equal jitter;
+# the first retry after a drop comes within STREAM_BACKOFF_INITIAL.
+STREAM_BACKOFF_INITIAL = 0.5
+STREAM_BACKOFF_MAX = 30.0
 # Retry delays (seconds) for snapshots that fail while the streams are connected.
 SNAPSHOT_RETRY_MIN = 2.0
 SNAPSHOT_RETRY_MAX = 300.0
@@ -981,7 +982,7 @@ def hub_configuration_url(url: str, server_version: str | None) -> str | None:
 
 def _stream_backoff() -> Backoff:
     return Backoff(
-        initial=STREAM_BACKOFF_INITIAL, factor=2.0, maximum=STREAM_BACKOFF_MAX, jitter=1.0
+        initial=STREAM_BACKOFF_INITIAL, factor=2.0, maximum=STREAM_BACKOFF_MAX, jitter=0.5
     )
 
 

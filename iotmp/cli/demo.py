@@ -13,6 +13,7 @@ from typing import Any
 
 from iotmp.server.app import IotmpServer
 from iotmp.server.config import DEMO_USER, ConfigError, DeviceConfig
+from iotmp.server.demo_files import short_token
 from iotmp.sim.fleet import Fleet
 from iotmp.sim.virtual_device import DEFAULT_TICK
 
@@ -81,7 +82,7 @@ def _banner(
     https_url: str | None = None,
     mqtt_port: int | None = None,
 ) -> str:
-    short = f"{token[:12]}...{token[-6:]}" if len(token) > 24 else "(see the demo file)"
+    short = short_token(token)
     mqtt = (
         [
             f"  mqtt        127.0.0.1:{mqtt_port} (built-in broker; user {DEMO_USER},"

@@ -14,7 +14,12 @@ from typing import Any
 from iotmp.cli.common import setup_logging, stop_on_signals
 from iotmp.cli.log_format import LOG_FORMATS
 from iotmp.server.app import IotmpServer
-from iotmp.server.certs import cryptography_available, make_self_signed
+from iotmp.server.certs import (
+    CertificateError,
+    check_certificate,
+    cryptography_available,
+    make_self_signed,
+)
 from iotmp.server.config import (
     DEFAULT_HTTP_PORT,
     DEFAULT_HTTPS_PORT,
@@ -31,8 +36,8 @@ from iotmp.server.config import (
     new_demo_secrets,
     read_demo_secrets,
     validate,
-    write_private_json,
 )
+from iotmp.server.demo_files import short_token, write_private_json
 from iotmp.server.mqtt.settings import (
     DEFAULT_MQTT_PORT,
     DEFAULT_MQTT_TLS_PORT,
@@ -110,6 +115,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+def _check_tls(cert: str, key: str | None, advice: str) -> None:
+    try:
+        check_certificate(cert, key)
+    except CertificateError as exc:
+        raise ConfigError(f"{exc}; {advice}") from None
+
+
 def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
     """Demo configuration, the demo file path and the secrets (reused if present)."""
     demo_file: Path = args.demo_file or default_demo_file()
@@ -121,6 +133,7 @@ def prepare_demo(args: argparse.Namespace) -> tuple[ServerConfig, Path, Any]:
         if not (cert.exists() and key.exists()):
             make_self_signed(cert, key)
         tls_cert, tls_key = str(cert), str(key)
+        _check_tls(tls_cert, tls_key, "delete both files to generate new ones")
     config = demo_config(
         demo_secrets,
         host=args.host or "127.0.0.1",
@@ -166,6 +179,8 @@ async def start_server(args: argparse.Namespace) -> tuple[IotmpServer, dict[str,
         changes = _overrides(args)
         if changes:
             config = validate(replace(config, **changes))
+        if config.tls_enabled and config.tls_cert:
+            _check_tls(config.tls_cert, config.tls_key, "fix tls_cert / tls_key")
     server = IotmpServer(config)
     try:
         await server.start()
@@ -196,7 +211,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         return 1 if isinstance(exc, ListenError) else 2
     if demo is not None:
         print(f"demo settings written to {demo['path']}", flush=True)
-        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {demo['token']}", flush=True)
+        token = short_token(demo["token"])
+        print(f"  http_url {server.http_url}  user {DEMO_USER}  token {token}", flush=True)
         if server.https_url:
             print(f"  https_url {server.https_url} (self-signed certificate)", flush=True)
 

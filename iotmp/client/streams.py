@@ -30,8 +30,10 @@ _LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT: Final = 55.0
 """WebSocket ping interval (s); a missing pong within half of it drops the socket."""
-STABLE_AFTER: Final = 10.0
-"""A connection that lived at least this long (s) restarts the backoff from its minimum."""
+STABLE_AFTER: Final = 0.0
+"""The backoff restarts from its minimum once a connection has lived this long (s);
+0 = as soon as the socket is open and authenticated (the WebSocket handshake
+checks the token), so that after a server restart the first retry comes quickly."""
 CLOSE_TIMEOUT: Final = 5.0
 
 _DEBUG: Final = logging.DEBUG
@@ -40,8 +42,12 @@ _BINARY: Final = aiohttp.WSMsgType.BINARY
 
 
 def default_backoff() -> Backoff:
-    """Reconnect delays: 1 s doubling up to 60 s, full jitter."""
-    return Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=1.0)
+    """Reconnect delays: 0.5 s doubling up to 30 s, equal jitter (first retry 0.25-0.5 s).
+
+    Equal jitter keeps every delay at least half its ceiling, so the waiting
+    time never runs far ahead of the time already spent waiting.
+    """
+    return Backoff(initial=0.5, factor=2.0, maximum=30.0, jitter=0.5)
 
 
 class _Stream:
@@ -231,6 +237,8 @@ class _Stream:
             if self._closing:
                 return "closed"
             self._report(True)
+            if self._stable_after <= 0:
+                self._backoff.reset()
             handle = self._handle_text
             while True:
                 msg = await ws.receive()
@@ -255,7 +263,7 @@ class _Stream:
                 with contextlib.suppress(Exception):
                     await ws.close()
             _cancel_heartbeat(ws)
-            if time.monotonic() - started >= self._stable_after:
+            if self._stable_after > 0 and time.monotonic() - started >= self._stable_after:
                 self._backoff.reset()
         return reason
 

@@ -27,3 +27,47 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+# Before a peer has authenticated, its first message (CONNECT: three short
+# strings and a flat parameter map) is all it may make us parse.
+DEFAULT_HANDSHAKE_MAX_SIZE = 4096
+DEFAULT_HANDSHAKE_MAX_DEPTH = 4
+DEFAULT_HANDSHAKE_LIMITS = Limits(
+    max_message_size=DEFAULT_HANDSHAKE_MAX_SIZE, max_depth=DEFAULT_HANDSHAKE_MAX_DEPTH
+)
+
+PSON_INT_MIN = -(2**63)
+PSON_INT_MAX = 2**64 - 1
+
+
+def value_problem(value: object, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """Why a peer with ``limits`` would refuse ``value`` as a PSON field, or None.
+
+    Checks what the decoders check (container nesting up to ``max_depth``,
+    integers within -2**63 .. 2**64-1, string map keys, the PSON value model)
+    without recursion, so any value can be checked.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, float | str):
+            continue
+        if isinstance(item, int):
+            if not PSON_INT_MIN <= item <= PSON_INT_MAX:
+                return f"integer {item} is outside -2**63 .. 2**64-1"
+            continue
+        if isinstance(item, bytes | bytearray):
+            continue
+        if isinstance(item, dict | list | tuple):
+            if depth >= limits.max_depth:
+                return f"value nested deeper than {limits.max_depth} levels"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        return f"map key {key!r} is not a string"
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+            continue
+        return f"{type(item).__name__} values cannot be sent"
+    return None

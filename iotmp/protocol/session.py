@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from .codec import MessageDecoder, encode_message
+from .codec import MessageDecoder, decode_message, encode_message
 from .errors import (
     AuthenticationError,
     ConnectionClosedError,
@@ -66,7 +66,9 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, Limits
 from .message import ABSENT, Field, Message, MessageType, WireType
+from .ratelimit import LogLimiter, TokenBucket
 from .transport import Transport
+from .varint import try_decode_varint32
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ CONNECT_ERROR_ENCODING: Final = 4
 _MAX_STREAM_ID: Final = 0xFFFF
 _WORK_QUEUE_SIZE: Final = 1000
 _TASK_STOP_TIMEOUT: Final = 5.0
+_YIELD_EVERY: Final = 64  # messages of one read handled before the reader yields to the loop
+_FEED_SLICE: Final = 4096  # bytes decoded at once: a big read of tiny messages is cut up
 
 _KEEP_ALIVE_MESSAGE: Final = Message(MessageType.KEEP_ALIVE)
 
@@ -129,6 +133,14 @@ class SessionConfig:
     """Samples kept per :class:`StreamHandle` without ``on_data`` (oldest dropped)."""
     first_stream_id: int | None = None
     """Start of stream id allocation (None = random); for deterministic tests."""
+    handshake_limits: Limits | None = None
+    """Server: decoder limits for the first message (CONNECT), which arrives
+    before the peer is authenticated; None = ``limits``."""
+    max_message_rate: float | None = None
+    """Messages per second the peer may send on average (None = unlimited);
+    a peer over it (after ``message_burst``) is closed with one logged reason."""
+    message_burst: int = 20_000
+    """Messages the peer may send at once above ``max_message_rate``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +315,33 @@ class StreamHandle:
 
 _STREAM_END: Final = object()
 
+_LOG_LIMITER: Final = LogLimiter()
+"""Log lines a peer can cause at will are rate-limited per cause."""
+
+
+def _split_first_message(received: bytearray, limits: Limits) -> tuple[Message, bytes] | None:
+    """Decode the first message of ``received`` under ``limits`` once it is complete.
+
+    Returns the message and the bytes after it, None while incomplete; raises
+    :class:`ProtocolError` as soon as the header announces a body over the limit.
+    """
+    end = len(received)
+    header = try_decode_varint32(received, 0, end)
+    if header is None:
+        return None
+    sized = try_decode_varint32(received, header[1], end)
+    if sized is None:
+        return None
+    size, body = sized
+    if size > limits.max_message_size:
+        raise ProtocolError(
+            f"first message of {size} bytes exceeds the limit of {limits.max_message_size}"
+        )
+    if end < body + size:
+        return None
+    stop = body + size
+    return decode_message(bytes(received[:stop]), limits), bytes(received[stop:])
+
 
 class RequestHandler:
     """Serves the peer's requests. Override the methods you need.
@@ -419,6 +458,10 @@ class Session:
 
         self._last_rx = self._loop.time()
         self._keep_alive_unanswered = False
+        rate = self.config.max_message_rate
+        self._rx_budget = (
+            TokenBucket(rate, self.config.message_burst, clock=self._loop.time) if rate else None
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -541,7 +584,14 @@ class Session:
     async def _accept(self, authenticate: Authenticator, timeout: float | None) -> ConnectInfo:
         msg = await self._read_handshake_message(timeout)
         if msg.type != MessageType.CONNECT:
-            _LOGGER.info("%s: first message is %s, not CONNECT; closing", self.name, msg.type_name)
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.INFO,
+                "first message not CONNECT",
+                "%s: first message is %s, not CONNECT; closing",
+                self.name,
+                msg.type_name,
+            )
             await self.close(f"first message was {msg.type_name}, not CONNECT")
             raise ProtocolError(f"expected CONNECT, got {msg.type_name}")
 
@@ -651,7 +701,9 @@ class Session:
     async def _read_handshake_message(self, timeout: float | None) -> Message:
         """Read the first message (CONNECT or its reply) straight from the transport."""
         limit = self.config.handshake_timeout if timeout is None else timeout
+        first_limits = self.config.handshake_limits
         messages: list[Message] = []
+        received = bytearray()
         try:
             async with asyncio.timeout(limit):
                 while not messages:
@@ -659,7 +711,14 @@ class Session:
                     if not data:
                         await self.close("connection closed during handshake")
                         raise ConnectionClosedError(f"{self.name}: closed during handshake")
-                    messages = self._decoder.feed(data)
+                    if first_limits is None:
+                        messages = self._decoder.feed(data)
+                        continue
+                    received += data
+                    first = _split_first_message(received, first_limits)
+                    if first is not None:
+                        message, rest = first
+                        messages = [message, *self._decoder.feed(rest)]
         except TimeoutError as exc:
             await self.close("handshake timeout")
             raise RequestTimeoutError(
@@ -667,8 +726,17 @@ class Session:
             ) from exc
         except ProtocolError as exc:
             # A server reports its failed handshakes itself (rate-limited per address).
-            level = logging.DEBUG if self.role is Role.SERVER else logging.WARNING
-            _LOGGER.log(level, "%s: protocol error during handshake: %s", self.name, exc)
+            if self.role is Role.SERVER:
+                _LOGGER.debug("%s: protocol error during handshake: %s", self.name, exc)
+            else:
+                _LOG_LIMITER.log(
+                    _LOGGER,
+                    logging.WARNING,
+                    "handshake protocol error",
+                    "%s: protocol error during handshake: %s",
+                    self.name,
+                    exc,
+                )
             await self.close(f"protocol error: {exc}")
             raise
         self._last_rx = self._loop.time()
@@ -947,7 +1015,7 @@ class Session:
         return task
 
     async def _read_loop(self) -> None:
-        reason = "connection closed by peer"
+        reason: str | None = None
         try:
             backlog, self._backlog = self._backlog, []
             for message in backlog:
@@ -957,20 +1025,57 @@ class Session:
                 if not data:
                     break
                 self._last_rx = self._loop.time()
-                try:
-                    messages = self._decoder.feed(data)
-                except ProtocolError as exc:
-                    _LOGGER.warning("%s: protocol error, closing: %s", self.name, exc)
-                    reason = f"protocol error: {exc}"
+                view = memoryview(data)
+                for offset in range(0, len(data), _FEED_SLICE):
+                    if offset:
+                        await asyncio.sleep(0)  # one big read must not hold the loop
+                    reason = await self._handle_bytes(view[offset : offset + _FEED_SLICE])
+                    if reason is not None or self.is_closed:
+                        break
+                if reason is not None:
                     break
-                for message in messages:
-                    await self._dispatch(message)
+            if reason is None:
+                reason = "connection closed by peer"
         except ConnectionClosedError:
             reason = "write failed"
         except Exception:
             _LOGGER.exception("%s: reader failed", self.name)
             reason = "internal error"
         self._request_close(reason)
+
+    async def _handle_bytes(self, data: memoryview) -> str | None:
+        """Decode and dispatch a slice of received bytes; returns a close reason or None."""
+        try:
+            messages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "protocol error",
+                "%s: protocol error, closing: %s",
+                self.name,
+                exc,
+            )
+            return f"protocol error: {exc}"
+        budget = self._rx_budget
+        if budget is not None and messages and not budget.take(len(messages)):
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "message rate",
+                "%s: more than %g messages/s (burst %d); closing",
+                self.name,
+                budget.rate,
+                budget.burst,
+            )
+            return "message rate limit exceeded"
+        for index, message in enumerate(messages, 1):
+            await self._dispatch(message)
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if self.is_closed:
+                break
+        return None
 
     async def _dispatch(self, message: Message) -> None:
         """Route one received message (runs in the reader task)."""
@@ -1003,7 +1108,7 @@ class Session:
             if stream_id:
                 self._remote_busy[stream_id] = self._remote_busy.get(stream_id, 0) + 1
             if self.config.concurrent_requests and kind in (MessageType.RUN, MessageType.DESCRIBE):
-                self._spawn(self._handle_request(message), "request")
+                self._spawn(self._guard(self._handle_request(message), "request"), "request")
             else:
                 await self._work.put(lambda: self._handle_request(message))
         elif kind == MessageType.DISCONNECT:

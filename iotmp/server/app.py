@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,17 +17,24 @@ from iotmp.protocol.transport import server_ssl_context
 from .access_log import ACCESS_LOGGER, AccessLog
 from .accounts import Accounts
 from .app_websockets import AppSockets
-from .auth import LoginThrottle, TokenAuthority
+from .auth import TokenAuthority
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
 from .device_link import DeviceLink
 from .handshake_log import HandshakeLog
 from .http_api import RestApi, error_middleware
 from .http_devices import HttpDevices
-from .http_errors import HttpSite, handler_class
+from .http_errors import handler_class, make_handler
+from .http_limits import (
+    HttpConnectionGuard,
+    install_log_filters,
+    start_http_listener,
+    stop_http_listener,
+)
 from .listeners import DeviceGateway
 from .registry import DeviceRegistry, DeviceState
 from .routes_resources import ResourceRoutes
 from .streams import StreamHub
+from .throttle import LoginThrottle
 from .tls import HttpsSite
 
 if TYPE_CHECKING:
@@ -73,7 +80,16 @@ class IotmpServer:
             access_token_ttl=self.config.access_token_ttl,
             refresh_token_ttl=self.config.refresh_token_ttl,
         )
-        self.throttle = LoginThrottle(self.config.login_delay, self.config.login_delay_max)
+        limits = self.config.limits
+        self.throttle = LoginThrottle(
+            self.config.login_delay,
+            self.config.login_delay_max,
+            max_wait=limits.login_max_wait,
+            distributed_addresses=limits.login_distributed_addresses,
+        )
+        self.http_guard = HttpConnectionGuard(limits)
+        self._http_listener: asyncio.Server | None = None
+        self._undo_log_filters: Callable[[], None] | None = None
         self.handshake_log = HandshakeLog()
         self._handler_cls = handler_class(self.handshake_log)
         self.hub = StreamHub(self._link_of)
@@ -193,7 +209,8 @@ class IotmpServer:
         # Body size is checked by the handlers (413 with a JSON body); aiohttp's own
         # limit only has to be above it.
         app = web.Application(
-            middlewares=[error_middleware], client_max_size=self.config.max_body_bytes + 1024
+            middlewares=[self.http_guard.middleware, error_middleware],
+            client_max_size=self.config.max_body_bytes + 1024,
         )
         app.add_routes(self.http_devices.routes())
         api = RestApi(self)
@@ -217,6 +234,7 @@ class IotmpServer:
         config = self.config
         try:
             await self.accounts.open()
+            self._undo_log_filters = install_log_filters()
             if config.http_port is not None:
                 runner = web.AppRunner(
                     self.build_app(),
@@ -224,12 +242,19 @@ class IotmpServer:
                     access_log_class=AccessLog,
                     handle_signals=False,
                     shutdown_timeout=2.0,
+                    keepalive_timeout=config.limits.http_idle_timeout,
                 )
                 await runner.setup()
                 self._runner = runner
-                site = HttpSite(runner, config.host, config.http_port, self._handler_cls)
-                await site.start()
-                self.http_port = _bound_port(runner, config.http_port)
+                handler_cls = self._handler_cls
+                self._http_listener = await start_http_listener(
+                    runner,
+                    config.host,
+                    config.http_port,
+                    self.http_guard,
+                    handler_factory=lambda: make_handler(runner, handler_cls),
+                )
+                self.http_port = int(self._http_listener.sockets[0].getsockname()[1])
             if config.https_enabled and self._runner is not None:
                 self.https_port = await self._start_https(self._runner)
             await self.gateway.start()
@@ -285,6 +310,8 @@ class IotmpServer:
         self.gateway.closing = True
         await self.gateway.stop()
         await self.app_sockets.close_all()
+        await stop_http_listener(self._http_listener, self.http_guard)
+        self._http_listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -295,6 +322,9 @@ class IotmpServer:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.accounts.close()
+        if self._undo_log_filters is not None:
+            self._undo_log_filters()
+            self._undo_log_filters = None
 
     async def __aenter__(self) -> IotmpServer:
         await self.start()
@@ -311,10 +341,3 @@ class IotmpServer:
         finally:
             with contextlib.suppress(Exception):
                 await self.stop()
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested

@@ -6,9 +6,15 @@
   ``{"resource", "payload"}`` (write the payload to the resource).
 * ``/v3/users/{u}/devices/{d}/resources/{resource}?interval=N`` -- one resource;
   frames ``{"payload": value}`` write to it.
-* ``/v1/users/{u}/events`` (flat regex filters) and ``/v2/users/{u}/events``
+* ``/v1/users/{u}/events`` (flat filters) and ``/v2/users/{u}/events``
   (``{"event", "filters", "params"}`` subscriptions, acknowledged with
-  ``{"success": true, "registered": {...}}``).
+  ``{"success": true, "registered": {...}}``). Filters are globs matched
+  without backtracking (:mod:`.event_filters`).
+
+Limits (``config.limits``): intervals below ``min_stream_interval`` are raised
+to it; a socket holds at most ``max_subscriptions_per_socket`` subscriptions;
+a client that reads slower than frames arrive gets back-pressure instead of
+dropped frames (:mod:`.socket_outbox`).
 
 Data frames are ``{"resource", "signal": "data", "payload"}`` or, with
 ``websocket_frames: legacy`` (server-wide) or ``?frames=legacy`` (one socket),
@@ -25,15 +31,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import WSMsgType, web
 
 from .access_log import websocket_opened
+from .event_filters import EventFilter, FilterError
 from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
+from .socket_outbox import Outbox
 from .streams import Subscription
 from .ws_close import close_code, close_reason, frame_style
 
@@ -43,9 +50,9 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT: Final = 60.0
-QUEUE_SIZE: Final = 1024
 MAX_INTERVAL: Final = 7 * 24 * 3600.0
 CONTROL_MAX_SIZE: Final = 1024 * 1024
+_YIELD_EVERY: Final = 16
 
 
 class AppSocket:
@@ -55,37 +62,32 @@ class AppSocket:
         self.manager = manager
         self.ws = ws
         self.name = name
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._dropped = False
+        limits = manager.server.config.limits
+        self.outbox = Outbox(
+            name,
+            high_water=limits.socket_queue_frames,
+            max_frames=limits.socket_queue_max_frames,
+            on_overflow=lambda: manager.server.spawn(self.close()),
+        )
         self._sender: asyncio.Task[None] | None = None
 
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue a frame (dropped with one log line when the client is too slow)."""
+    def send(self, frame: dict[str, Any]) -> asyncio.Event | None:
+        """Queue a frame; returns an event to wait for when the client is behind."""
         if self.ws.closed:
-            return
-        try:
-            self._queue.put_nowait(dumps(frame))
-        except asyncio.QueueFull:
-            if not self._dropped:
-                _LOGGER.warning("%s: client too slow, dropping frames", self.name)
-                self._dropped = True
-
-    async def _send_loop(self) -> None:
-        while True:
-            text = await self._queue.get()
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError) as exc:
-                _LOGGER.debug("%s: send failed: %r", self.name, exc)
-                return
+            return None
+        return self.outbox.put(dumps(frame))
 
     async def run(self) -> None:
         """Serve the socket until the client or the server closes it."""
         self._sender = asyncio.get_running_loop().create_task(
-            self._send_loop(), name=f"iotmp-ws-send {self.name}"
+            self.outbox.run(self.ws.send_str), name=f"iotmp-ws-send {self.name}"
         )
         try:
+            handled = 0
             async for msg in self.ws:
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # frames already buffered must not hold the loop
                 if msg.type == WSMsgType.TEXT:
                     self._handle_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
@@ -101,7 +103,7 @@ class AppSocket:
     def _handle_text(self, text: str) -> None:
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.send_error("malformed JSON frame")
             return
         try:
@@ -125,14 +127,15 @@ class AppSocket:
             await self.ws.close(code=1001, message=b"server shutting down")
 
 
-def _parse_interval(value: Any) -> float:
+def _parse_interval(value: Any, minimum: float = 0.0) -> float:
+    """Seconds between samples (0 = pushes only); raised to ``minimum`` when below."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ApiError(400, "interval must be a number of seconds")
     if not 0 <= value <= MAX_INTERVAL:
         raise ApiError(400, "interval out of range")
-    return float(value)
+    return max(float(value), minimum) if value > 0 else 0.0
 
 
 class ResourceSocket(AppSocket):
@@ -159,8 +162,8 @@ class ResourceSocket(AppSocket):
             return {"resource": resource, key: value}
         return {"resource": resource, "signal": "data", "payload": value}
 
-    def _deliver(self, resource: str, value: Any) -> None:
-        self.send(self.frame(resource, value))
+    def _deliver(self, resource: str, value: Any) -> asyncio.Event | None:
+        return self.send(self.frame(resource, value))
 
     def _fail(self, resource: str, message: str) -> None:
         if self.frames != "legacy" or self.fixed_resource is not None:
@@ -188,7 +191,7 @@ class ResourceSocket(AppSocket):
     async def _close_after_queue(self, code: int, message: str) -> None:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                while not self._queue.empty() and not self.ws.closed:  # noqa: ASYNC110
+                while not self.outbox.empty() and not self.ws.closed:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
             await self.ws.close(code=code, message=close_reason(message))
 
@@ -202,6 +205,9 @@ class ResourceSocket(AppSocket):
             )
             return
         sub = self.subscriptions.get(resource)
+        cap = self.manager.server.config.limits.max_subscriptions_per_socket
+        if sub is None and len(self.subscriptions) >= cap:
+            raise ApiError(400, f"at most {cap} subscriptions per socket")
         if sub is None:
             sub = Subscription(
                 self.state.id,
@@ -237,7 +243,8 @@ class ResourceSocket(AppSocket):
         if frame.get("enabled", True) is False:
             self.unsubscribe(resource)
             return
-        self.subscribe(resource, _parse_interval(frame.get("interval", 0)))
+        minimum = self.manager.server.config.limits.min_stream_interval
+        self.subscribe(resource, _parse_interval(frame.get("interval", 0), minimum))
 
     async def _write(self, resource: str, value: Any) -> None:
         ops = DeviceOps(self.manager.server)
@@ -252,36 +259,6 @@ class ResourceSocket(AppSocket):
             self.unsubscribe(resource)
 
 
-class _Filter:
-    """One events subscription: regexes over the event frame's fields."""
-
-    def __init__(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> None:
-        self.raw = raw
-        self.patterns: dict[str, re.Pattern[str] | str] = {"event": _compile(event)}
-        for key, value in filters.items():
-            self.patterns[str(key)] = _compile(str(value))
-
-    def matches(self, event: dict[str, Any]) -> bool:
-        for key, pattern in self.patterns.items():
-            value = event.get(key)
-            if value is None:
-                return False
-            text = str(value)
-            if isinstance(pattern, str):
-                if text != pattern:
-                    return False
-            elif pattern.fullmatch(text) is None:
-                return False
-        return True
-
-
-def _compile(text: str) -> re.Pattern[str] | str:
-    try:
-        return re.compile(text)
-    except re.error:
-        return text  # not a valid regex: compare literally
-
-
 class EventSocket(AppSocket):
     """Account events (``device_state_change``) for one user."""
 
@@ -291,7 +268,14 @@ class EventSocket(AppSocket):
         super().__init__(manager, ws, f"events v{version} {user}")
         self.user = user
         self.version = version
-        self.filters: list[_Filter] = []
+        self.filters: list[EventFilter] = []
+
+    def _filter(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> EventFilter:
+        limits = self.manager.server.config.limits
+        try:
+            return EventFilter(event, filters, raw, limits.filter_max_length)
+        except FilterError as exc:
+            raise ApiError(400, str(exc)) from None
 
     def handle(self, frame: Any) -> None:
         """Register (v2: add, v1: replace) or unregister a subscription."""
@@ -303,7 +287,7 @@ class EventSocket(AppSocket):
         event = frame["event"]
         if self.version == 1:
             filters = {k: v for k, v in frame.items() if k != "event"}
-            self.filters = [_Filter(event, filters, frame)]
+            self.filters = [self._filter(event, filters, frame)]
             return
         raw_filters = frame.get("filters") or {}
         if not isinstance(raw_filters, dict):
@@ -321,7 +305,16 @@ class EventSocket(AppSocket):
         if frame.get("enabled", True) is False:
             self.send({"success": True, "unregistered": {"event": event, "filters": raw_filters}})
             return
-        self.filters.append(_Filter(event, raw_filters, frame))
+        cap = self.manager.server.config.limits.max_subscriptions_per_socket
+        if len(self.filters) >= cap:
+            self.send({"success": False, "error": {"message": f"at most {cap} subscriptions"}})
+            return
+        try:
+            subscription = self._filter(event, raw_filters, frame)
+        except ApiError as exc:
+            self.send({"success": False, "error": {"message": exc.message}})
+            return
+        self.filters.append(subscription)
         self.send({"success": True, "registered": {"event": event, "filters": raw_filters}})
 
     def offer(self, event: dict[str, Any]) -> None:
@@ -365,7 +358,8 @@ class AppSockets:
         resource = request.match_info["resource"]
         raw = request.query.get("interval")
         try:
-            interval = _parse_interval(float(raw) if raw else 0.0)
+            minimum = self.server.config.limits.min_stream_interval
+            interval = _parse_interval(float(raw) if raw else 0.0, minimum)
         except ValueError:
             raise ApiError(400, "interval must be a number of seconds") from None
         frames = frame_style(request, self.server.config.websocket_frames)

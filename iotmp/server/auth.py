@@ -32,6 +32,7 @@ from typing import Any, Final
 import jwt
 
 from .storage.records import Revocation, StoredToken
+from .throttle import LoginThrottle as LoginThrottle  # noqa: PLC0414 (moved; re-exported)
 
 _ALGORITHM: Final = "HS256"
 _MAX_TOKEN_LENGTH: Final = 8192
@@ -350,58 +351,3 @@ class TokenAuthority:
 def new_stored_token(user: str, token_id: str, **fields: Any) -> StoredToken:
     """Make a stored token with a fresh nonce (not yet written)."""
     return replace(StoredToken(user=user, id=token_id, nonce=secrets.token_hex(8)), **fields)
-
-
-class LoginThrottle:
-    """Progressive delay of failed device logins, per remote address.
-
-    After the n-th consecutive failure from one address the ERROR reply to the
-    next failed login is delayed ``initial * 2**(n-1)`` seconds, capped at
-    ``maximum``; a success resets the address. Only the failing connection
-    waits; nothing else is blocked. Addresses idle for ``forget_after``
-    seconds are forgotten, and at most ``max_entries`` are kept.
-    """
-
-    def __init__(
-        self,
-        initial: float = 0.5,
-        maximum: float = 8.0,
-        *,
-        forget_after: float = 600.0,
-        max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.forget_after = forget_after
-        self.max_entries = max_entries
-        self._clock = clock
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def failure_delay(self, address: str) -> float:
-        """Record a failed login from ``address``; returns the delay to apply."""
-        now = self._clock()
-        self._expire(now)
-        count, _ = self._failures.pop(address, (0, now))
-        count += 1
-        self._failures[address] = (count, now)
-        while len(self._failures) > self.max_entries:
-            self._failures.popitem(last=False)
-        if self.initial <= 0:
-            return 0.0
-        return float(min(self.maximum, self.initial * 2 ** min(count - 1, 30)))
-
-    def success(self, address: str) -> None:
-        """Forget the failures of ``address`` after a successful login."""
-        self._failures.pop(address, None)
-
-    def failures(self, address: str) -> int:
-        """Consecutive failures recorded for ``address``."""
-        return self._failures.get(address, (0, 0.0))[0]
-
-    def _expire(self, now: float) -> None:
-        while self._failures:
-            address, (_, last) = next(iter(self._failures.items()))
-            if now - last < self.forget_after:
-                break
-            del self._failures[address]

@@ -5,7 +5,26 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 from pathlib import Path
+
+from .demo_files import write_private_file
+
+
+class CertificateError(ValueError):
+    """A certificate or key file cannot be used; the message names it."""
+
+
+def check_certificate(cert_path: str, key_path: str | None) -> None:
+    """Load a certificate and its key as the TLS listener will; CertificateError if unusable."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise CertificateError(
+            f"unusable TLS certificate/key {cert_path} / {key_path or cert_path}: {reason}"
+        ) from exc
 
 
 def cryptography_available() -> bool:
@@ -51,15 +70,8 @@ def make_self_signed(
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_file = Path(key_path)
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_private_file(Path(key_path), key_pem)  # atomic, 0600, never through a symlink
+    write_private_file(Path(cert_path), cert.public_bytes(serialization.Encoding.PEM), mode=0o644)

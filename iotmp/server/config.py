@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from .demo_files import write_private_json as write_private_json  # noqa: PLC0414 (moved)
+from .limits import LimitsError, ServerLimits, parse_limits
 from .mqtt.settings import MqttConfig, MqttConfigError, parse_mqtt
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -52,6 +54,10 @@ DEMO_DEVICES: Final[tuple[tuple[str, str, str], ...]] = (
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
+
+
+class DemoFileError(ConfigError):
+    """The demo file exists but cannot be used (its secrets are never silently replaced)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,7 @@ class ServerConfig:
     devices: tuple[DeviceConfig, ...] = ()
     mqtt: MqttConfig | None = None
     http_device_timeout: float = 300.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     @property
     def tls_enabled(self) -> bool:
@@ -215,7 +222,7 @@ def parse_config(data: Any) -> ServerConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a mapping")
-    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices", "mqtt"}
+    unknown = set(data) - set(_SCALAR_KEYS) - {"users", "devices", "mqtt", "limits"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     values: dict[str, Any] = {}
@@ -235,6 +242,10 @@ def parse_config(data: Any) -> ServerConfig:
     try:
         values["mqtt"] = parse_mqtt(data.get("mqtt"))
     except MqttConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        values["limits"] = parse_limits(data.get("limits"))
+    except LimitsError as exc:
         raise ConfigError(str(exc)) from exc
     return validate(ServerConfig(users=users, devices=devices, **values))
 
@@ -341,19 +352,31 @@ class DemoSecrets:
 
 
 def read_demo_secrets(path: Path) -> DemoSecrets | None:
-    """Secrets from an existing demo file, or None when absent/unreadable."""
+    """Secrets from an existing demo file, or None when there is none.
+
+    Raises :class:`DemoFileError` when the file exists but is unreadable or
+    corrupted: replacing it would silently change every secret and device
+    credential (running devices could no longer log in).
+    """
+    advice = "repair it, or delete it to generate new secrets and device credentials"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    if not isinstance(data, dict):
-        return None
-    config = data.get("config")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DemoFileError(f"cannot read the demo file {path}: {exc}; {advice}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DemoFileError(f"the demo file {path} is corrupted ({exc}); {advice}") from exc
+    config = data.get("config") if isinstance(data, dict) else None
     secret = config.get("secret") if isinstance(config, dict) else None
-    password = data.get("password")
-    token_id = data.get("token_id")
+    password = data.get("password") if isinstance(data, dict) else None
+    token_id = data.get("token_id") if isinstance(data, dict) else None
     if not (isinstance(secret, str) and isinstance(password, str) and isinstance(token_id, str)):
-        return None
+        raise DemoFileError(
+            f"the demo file {path} is corrupted (no secret, password or token_id); {advice}"
+        )
     credentials: dict[str, str] = {}
     for device in data.get("devices") or []:
         if (
@@ -448,14 +471,3 @@ def demo_document(
         }
     )
     return document
-
-
-def write_private_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write ``document`` to ``path`` readable by the owner only (it holds secrets)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)

@@ -66,7 +66,7 @@ class DeviceLink:
         return reply.payload
 
     async def start_stream(
-        self, resource: str, interval_ms: int, on_data: Callable[[Any], None]
+        self, resource: str, interval_ms: int, on_data: Callable[[Any], Any]
     ) -> object:
         """START_STREAM (``{"interval": ms}``, or no PARAMETERS for push-only)."""
         return await self.session.start_stream(

@@ -29,11 +29,13 @@ from iotmp.protocol.errors import (
 )
 from iotmp.protocol.message import ABSENT
 
+from . import input_checks
 from .access_log import USER_KEY
 from .auth import AuthError
 from .device_link import DeviceLink
 from .permissions import permits, request_scope
 from .registry import DeviceState
+from .throttle import TooManyAttempts
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -53,10 +55,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An error answered as ``{"error": {"message": ...}}`` with ``status``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +111,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request body too large")
     except web.HTTPException as exc:
@@ -271,6 +277,11 @@ class DeviceOps:
         subscribers, its new state is read back and pushed to them (reference
         devices do not stream after a RUN).
         """
+        if value is not ABSENT:
+            try:
+                input_checks.device_value(value, self.server.config.limits.value_limits)
+            except input_checks.InputError as exc:
+                raise_error(400, str(exc))
         link, fn = await self.resource_fn(state, resource)
         output = await self.call(link.run(resource, value))
         if fn == 2 and self.server.hub.has_subscribers(state.id, resource):
@@ -328,6 +339,8 @@ async def read_json_body(request: web.Request, limit: int) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise_error(400, "malformed JSON body")
+    except RecursionError:
+        raise_error(400, "JSON body nested too deeply")
 
 
 class RestApi:
@@ -368,14 +381,17 @@ class RestApi:
         else:
             if (request.content_length or 0) > self.server.config.max_body_bytes:
                 raise_error(413, "request body too large")
-            form = dict(await request.post())
+            try:
+                form = dict(await request.post())
+            except (ValueError, UnicodeDecodeError):
+                raise_error(400, "malformed form body (expected UTF-8 url-encoded fields)")
         grant = form.get("grant_type")
         try:
             if grant == "password":
                 username, password = form.get("username"), form.get("password")
                 if not isinstance(username, str) or not isinstance(password, str):
                     raise_error(400, "username and password are required")
-                pair = await self.server.auth.password_grant(username, password)
+                pair = await self._password_grant(request, username, password)
             elif grant == "refresh_token":
                 refresh = form.get("refresh_token")
                 if not isinstance(refresh, str):
@@ -386,6 +402,25 @@ class RestApi:
         except AuthError as exc:
             raise_error(401, exc.message)
         return json_response(pair.as_json())
+
+    async def _password_grant(self, request: web.Request, username: str, password: str) -> Any:
+        """Run the password grant behind the login throttle (429 when over it)."""
+        throttle = self.server.throttle
+        address = request.remote or "?"
+        try:
+            delay = throttle.reserve(username, address)
+        except TooManyAttempts as exc:
+            retry = {"Retry-After": str(math.ceil(exc.retry_after))}
+            raise ApiError(429, str(exc), retry) from None
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            pair = await self.server.auth.password_grant(username, password)
+        except AuthError:
+            throttle.failure(username, address)
+            raise
+        throttle.success(username, address)
+        return pair
 
     # -- devices -------------------------------------------------------------
 

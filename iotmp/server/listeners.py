@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from iotmp.protocol.errors import (
     IotmpError,
 )
 from iotmp.protocol.limits import Limits
+from iotmp.protocol.ratelimit import LogLimiter
 from iotmp.protocol.session import KEEP_ALIVE_TIMEOUT_FACTOR, Role, Session, SessionConfig
 from iotmp.protocol.transport import (
     WEBSOCKET_PROTOCOL,
@@ -35,7 +37,9 @@ from iotmp.protocol.transport import (
 
 from .byte_counter import CountingTransport
 from .device_link import DeviceLink, peer_host
+from .limits import ConnectionCounter
 from .registry import DeviceState
+from .throttle import TooManyAttempts
 from .tls import format_peer, start_tls_stream
 
 if TYPE_CHECKING:
@@ -43,12 +47,12 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 15.0
 REFERENCE_KEEP_ALIVE = 60.0
 """Seconds between the KEEP_ALIVEs of reference devices (hard-coded, never declared)."""
 KEEP_ALIVE_MARGIN = 6.0
 """Slack on top of ``60 x 1.15`` for a late reference device (scheduling, network)."""
 _QUIET_REASONS = ("protocol error", "keep-alive timeout")  # the session logged these
+_LOG_LIMITER = LogLimiter()  # lines any client can cause are rate-limited per cause
 
 
 class DeviceGateway:
@@ -63,6 +67,10 @@ class DeviceGateway:
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
         self._tls_context: ssl.SSLContext | None = None
+        limits = server.config.limits
+        self._unauthenticated = ConnectionCounter(
+            limits.unauthenticated_per_address, limits.unauthenticated_total
+        )
         self.closing = False
         # A TLS context made beforehand (an embedding event loop loads certificates
         # in an executor); None: built from tls_cert/tls_key at start.
@@ -128,7 +136,9 @@ class DeviceGateway:
     ) -> None:
         report = self.server.handshake_log.failed
         assert self._tls_context is not None
-        if await start_tls_stream(writer, self._tls_context, report, timeout=HANDSHAKE_TIMEOUT):
+        if await start_tls_stream(
+            writer, self._tls_context, report, timeout=self.server.config.limits.handshake_timeout
+        ):
             await self._on_stream(reader, writer)
 
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -168,20 +178,36 @@ class DeviceGateway:
 
     def _session_config(self) -> SessionConfig:
         config = self.server.config
+        limits = config.limits
         return SessionConfig(
             keep_alive=config.keep_alive,
             # A device that declares no ka may be a reference device keeping to its 60 s.
             min_timeout_without_ka=REFERENCE_KEEP_ALIVE * KEEP_ALIVE_TIMEOUT_FACTOR
             + KEEP_ALIVE_MARGIN,
             request_timeout=config.request_timeout,
-            handshake_timeout=HANDSHAKE_TIMEOUT,
+            handshake_timeout=limits.handshake_timeout,
             limits=Limits(max_message_size=config.max_message_size),
             concurrent_requests=True,
+            handshake_limits=limits.handshake_limits,
+            max_message_rate=limits.device_message_rate,
+            message_burst=limits.device_message_burst,
         )
 
     async def serve(self, transport: Transport) -> None:
         """Run one device connection from CONNECT to close."""
         if self.closing:
+            await transport.close()
+            return
+        address = peer_host(transport.peer)
+        if not self._unauthenticated.try_enter(address):
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "unauthenticated cap",
+                "%s: too many unauthenticated device connections (%d open); refused",
+                address,
+                self._unauthenticated.count,
+            )
             await transport.close()
             return
         self._transports.add(transport)
@@ -192,44 +218,73 @@ class DeviceGateway:
             name=f"device {transport.peer}",
         )
         self._sessions.add(session)
+        counted = [True]
+
+        def authenticated() -> None:
+            if counted[0]:
+                counted[0] = False
+                self._unauthenticated.leave(address)
+
         try:
-            await self._serve_session(session, transport)
+            await self._serve_session(session, transport, authenticated)
         finally:
+            authenticated()
             self._sessions.discard(session)
             self._transports.discard(transport)
             if not session.is_closed:
                 await session.close("connection handler ended")
 
-    async def _serve_session(self, session: Session, transport: Transport) -> None:
+    async def _serve_session(
+        self, session: Session, transport: Transport, authenticated: Callable[[], None]
+    ) -> None:
         address = peer_host(transport.peer)
         accepted: list[DeviceState] = []
         throttle = self.server.throttle
         registry = self.server.registry
 
         async def authenticate(user: str, device: str, credential: str, _params: Any) -> bool:
+            who = f"device:{user}/{device}"
+            try:
+                delay = throttle.reserve(who, address)
+            except TooManyAttempts:
+                _LOG_LIMITER.log(
+                    _LOGGER,
+                    logging.INFO,
+                    "device login throttled",
+                    "device login of %r/%r from %s refused unchecked: too many failures",
+                    user,
+                    device,
+                    address,
+                )
+                return False
+            if delay > 0:
+                await asyncio.sleep(delay)
             state = await registry.authenticate(user, device, credential)
             if state is None:
-                delay = throttle.failure_delay(address)
-                self.server.handshake_log.failed(
+                throttle.failure(who, address)
+                _LOG_LIMITER.log(
+                    _LOGGER,
+                    logging.INFO,
+                    "device login refused",
+                    "device login refused: user %r device %r from %s (%d failures)",
+                    user,
+                    device,
                     address,
-                    "login refused",
-                    f"user {user!r} device {device!r} "
-                    f"({throttle.failures(address)} failures, delay {delay:.1f} s)",
+                    throttle.failures(address),
                 )
-                if delay > 0:
-                    await asyncio.sleep(delay)
                 return False
-            throttle.success(address)
+            throttle.success(who, address)
             accepted.append(state)
             return True
 
         try:
-            await session.accept(authenticate, timeout=HANDSHAKE_TIMEOUT)
+            await session.accept(authenticate, timeout=self.server.config.limits.handshake_timeout)
         except AuthenticationError:
             return  # answered ERROR and closed by the session
         except IotmpError as exc:
             self.server.handshake_log.failed(address, "connect", exc)
             return
+        authenticated()
         state = accepted[0]
         device_id = state.id
         generation = self._generation.get(device_id, 0) + 1
@@ -253,7 +308,14 @@ class DeviceGateway:
         except IotmpError as exc:
             if session.is_closed:
                 return
-            _LOGGER.warning("device %s: DESCRIBE failed (%s); resources unknown", device_id, exc)
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "describe failed",
+                "device %s: DESCRIBE failed (%s); resources unknown",
+                device_id,
+                exc,
+            )
             state.description = None
             state.resources = {}
         else:

@@ -10,6 +10,11 @@ and after a write both the device and the server's read-back report the new
 state, so the raw device stream carries repeats. The first sample after a
 (re)subscription is always delivered: it is the device's stream echo.
 
+Back-pressure: a subscriber's ``deliver`` may return an :class:`asyncio.Event`
+(its client is behind); the device stream's next sample then waits until every
+such event is set, so the device session reads no further meanwhile instead of
+frames being dropped.
+
 The device stream is re-configured (STOP + START) when the subscriber set
 changes in a way that needs it, stopped when the last subscriber leaves,
 forgotten (not stopped) when the device disconnects and started again when it
@@ -22,7 +27,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
@@ -38,7 +43,7 @@ class StreamLink(Protocol):
         """Whether the device session ended."""
 
     async def start_stream(
-        self, resource: str, interval_ms: int, on_data: Callable[[Any], None]
+        self, resource: str, interval_ms: int, on_data: Callable[[Any], Any]
     ) -> object:
         """Open a device stream; returns a handle for :meth:`stop_stream`."""
 
@@ -90,7 +95,7 @@ class Subscription:
         device_id: str,
         resource: str,
         interval: float,
-        deliver: Callable[[str, Any], None],
+        deliver: Callable[[str, Any], asyncio.Event | None],
         fail: Callable[[str, str, int], None] | None = None,
         *,
         gone: Callable[[str], None] | None = None,
@@ -122,26 +127,28 @@ class Subscription:
     def _recent(self, now: float, window: float) -> bool:
         return self.last_delivery is not None and now - self.last_delivery < window
 
-    def offer(self, value: Any, now: float, stream_ms: int, *, echo: bool = False) -> None:
+    def offer(
+        self, value: Any, now: float, stream_ms: int, *, echo: bool = False
+    ) -> asyncio.Event | None:
         """Deliver ``value`` if this subscriber wants it now (see the class docstring).
 
         ``stream_ms`` is the shared device stream's interval (0 = pushes only);
-        ``echo`` marks the read-back of a write.
+        ``echo`` marks the read-back of a write. Returns what ``deliver``
+        returned: an event to wait for before the next sample (back-pressure).
         """
         if self.pending_first:
-            self._send(value, now)
-        elif echo or self.interval_ms == 0:
+            return self._send(value, now)
+        if echo or self.interval_ms == 0:
             repeated = _same(value, self.last_value) and (
                 (stream_ms > 0 and not echo) or self._recent(now, DUPLICATE_WINDOW)
             )
-            if not repeated:
-                self._send(value, now)
-        elif self._recent(now, self.interval - self.tolerance):
-            pass  # not due yet
-        elif _same(value, self.last_value):
+            return None if repeated else self._send(value, now)
+        if self._recent(now, self.interval - self.tolerance):
+            return None  # not due yet
+        if _same(value, self.last_value):
             self._hold(value)
-        else:
-            self._send(value, now)
+            return None
+        return self._send(value, now)
 
     def _hold(self, value: Any) -> None:
         self._held = value
@@ -155,16 +162,17 @@ class Subscription:
         if held is not _NOTHING:
             self._send(held, self.clock())
 
-    def _send(self, value: Any, now: float) -> None:
+    def _send(self, value: Any, now: float) -> asyncio.Event | None:
         self.cancel()
         self.pending_first = False
         self.last_delivery = now
         self.last_value = value
         self.deliveries += 1
         try:
-            self._deliver(self.resource, value)
+            return self._deliver(self.resource, value)
         except Exception:
             _LOGGER.exception("stream subscriber failed to take a frame")
+            return None
 
     def cancel(self) -> None:
         """Drop a held value (the subscription ends or a newer value went out)."""
@@ -270,11 +278,14 @@ class ResourceStream:
         holder: list[object] = []
         early: list[Any] = []
 
-        def on_data(value: Any) -> None:
+        def on_data(value: Any) -> Awaitable[None] | None:
             if not holder:
                 early.append(value)  # the echo can beat start_stream's return
             elif self.handle is holder[0]:
-                self._dispatch(value)
+                gates = self._dispatch(value)
+                if gates:
+                    return _wait_all(gates)
+            return None
 
         try:
             handle = await link.start_stream(self.resource, interval_ms, on_data)
@@ -304,11 +315,21 @@ class ResourceStream:
         for value in early:
             self._dispatch(value)
 
-    def _dispatch(self, value: Any, *, echo: bool = False) -> None:
+    def _dispatch(self, value: Any, *, echo: bool = False) -> list[asyncio.Event]:
+        """Offer ``value`` to every subscriber; returns the events of those behind."""
         now = self.hub.clock()
         stream_ms = self.interval_ms or 0
+        gates: list[asyncio.Event] = []
         for sub in list(self.subscribers):
-            sub.offer(value, now, stream_ms, echo=echo)
+            gate = sub.offer(value, now, stream_ms, echo=echo)
+            if gate is not None:
+                gates.append(gate)
+        return gates
+
+
+async def _wait_all(gates: list[asyncio.Event]) -> None:
+    for gate in gates:
+        await gate.wait()
 
 
 def _remote_failure(exc: RemoteError) -> tuple[str, int]:

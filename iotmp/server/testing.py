@@ -27,10 +27,11 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from .app import IotmpServer
 from .config import DeviceConfig, ServerConfig, UserConfig
+from .limits import ServerLimits
 from .registry import DeviceState
 
 
@@ -175,6 +176,10 @@ class TestServer:
         await self.server.start()
 
 
+TEST_LIMITS: Final = ServerLimits(min_stream_interval=0.01)
+"""Limits of test servers: the defaults, but sub-second streams (tests run fast)."""
+
+
 @asynccontextmanager
 async def run_test_server(
     devices: Iterable[TestDevice | DeviceConfig] = (),
@@ -191,6 +196,7 @@ async def run_test_server(
 
     ``overrides`` are further :class:`~iotmp.server.config.ServerConfig` fields
     (``websocket_frames="legacy"``, ``max_body_bytes=...``, ``login_delay=...``).
+    ``limits`` defaults to :data:`TEST_LIMITS` (streams faster than 1 s allowed).
     With ``tls_cert``/``tls_key`` a TLS device listener and the HTTPS API run too.
     Without a ``data_dir``/``database`` override the database is a SQLite file in a
     temporary folder removed afterwards.
@@ -199,6 +205,7 @@ async def run_test_server(
     device_configs = tuple(d.to_config(user) if isinstance(d, TestDevice) else d for d in devices)
     extra_users = {d.user for d in device_configs} - {user}
     users = (UserConfig(user, password), *(UserConfig(u) for u in sorted(extra_users)))
+    overrides.setdefault("limits", TEST_LIMITS)
     config = ServerConfig(
         host="127.0.0.1",
         http_port=0,
@@ -225,4 +232,4 @@ async def run_test_server(
             await server.stop()
 
 
-__all__ = ["TestDevice", "TestServer", "run_test_server"]
+__all__ = ["TEST_LIMITS", "TestDevice", "TestServer", "run_test_server"]

@@ -78,9 +78,11 @@ def test_invalid_parameters(kwargs: dict[str, Any]) -> None:
 def test_default_backoff_and_repr() -> None:
     backoff = default_backoff()
     assert (backoff.initial, backoff.factor, backoff.maximum, backoff.jitter) == (
-        1.0,
+        0.5,
         2.0,
-        60.0,
-        1.0,
+        30.0,
+        0.5,
     )
-    assert "initial=1.0" in repr(backoff)
+    assert "initial=0.5" in repr(backoff)
+    # the first retry after a drop comes in under a second, and never instantly
+    assert all(0.25 <= default_backoff().next_delay() <= 0.5 for _ in range(100))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -207,19 +208,25 @@ async def test_half_open_socket_detected_by_heartbeat(session: aiohttp.ClientSes
             await stop(stream, task)
 
 
-async def test_server_closes_immediately_backoff_grows(session: aiohttp.ClientSession) -> None:
-    """A server that accepts and closes at once is not hammered: backoff keeps growing."""
+async def test_server_closes_immediately_is_retried_at_the_first_delay(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A server that accepts and closes at once: the backoff restarts with every
+    authenticated connection, so retries come at the first delay, never in a tight loop."""
     script = WsScript()
     script.close_after_send = True
     rec = Recorder()
-    backoff = Backoff(initial=0.01, factor=1.5, maximum=0.05, jitter=0)
+    backoff = Backoff(initial=0.05, factor=2.0, maximum=1.0, jitter=0)
     async with ws_server(script) as url:
         client = IotmpApiClient(session, url, TOKEN)
         stream = client.resource_stream("lamp", rec.on_data, rec.on_connection, backoff=backoff)
+        started = time.monotonic()
         task = asyncio.create_task(stream.run())
         try:
             await wait_for(lambda: script.connections >= 5)
-            assert backoff.attempts >= 4
+            elapsed = time.monotonic() - started
+            assert backoff.attempts <= 1
+            assert elapsed >= 4 * 0.05  # four waits of the first delay between five connections
         finally:
             await stop(stream, task)
     assert rec.connection[:2] == [True, False]

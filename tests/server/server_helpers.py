@@ -164,9 +164,10 @@ class RawPeer:
         self.inbox: list[Message] = []
 
     @classmethod
-    async def open(cls, port: int) -> RawPeer:
-        """Connect to 127.0.0.1:port."""
-        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+    async def open(cls, port: int, *, source: str | None = None) -> RawPeer:
+        """Connect to 127.0.0.1:port (from the loopback address ``source`` when given)."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(LOCALHOST, port, local_addr=local)
         return cls(reader, writer)
 
     async def send_hex(self, text: str) -> None:

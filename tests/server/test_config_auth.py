@@ -9,7 +9,6 @@ import pytest
 
 from iotmp.server.auth import (
     AuthError,
-    LoginThrottle,
     TokenAuthority,
     jwt_claims_unverified,
     jwt_decode,
@@ -233,22 +232,6 @@ async def test_grants() -> None:
     body = pair.as_json()
     assert body["token_type"] == "bearer"
     assert body["scope"] is None
-
-
-def test_login_throttle() -> None:
-    now = [0.0]
-    throttle = LoginThrottle(0.5, 8.0, forget_after=60, max_entries=3, clock=lambda: now[0])
-    assert [throttle.failure_delay("a") for _ in range(7)] == [0.5, 1, 2, 4, 8, 8, 8]
-    assert throttle.failure_delay("b") == 0.5
-    throttle.success("a")
-    assert throttle.failure_delay("a") == 0.5
-    now[0] = 100.0
-    assert throttle.failure_delay("b") == 0.5  # forgotten after 60 s
-    for address in ("c", "d", "e", "f"):
-        throttle.failure_delay(address)
-    assert throttle.failures("b") == 0  # evicted: at most 3 kept
-    assert throttle.failures("f") == 1
-    assert LoginThrottle(0, 0).failure_delay("x") == 0
 
 
 def test_flatten_description() -> None:

@@ -1,0 +1,99 @@
+"""Outgoing frames of one application WebSocket, with back-pressure instead of drops.
+
+Frames are queued without limit up to ``high_water``; from there on
+:meth:`Outbox.put` returns an event that is set once the queue has drained
+below ``high_water`` again, and the producer (a device stream) waits for it.
+A client that stays congested for ``stall_timeout`` seconds gets no more
+back-pressure (one stalled client must not hold a shared device stream back
+forever), and one with ``max_frames`` queued is given up: ``on_overflow`` is
+called once (with one log line) and later frames are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from iotmp.protocol.ratelimit import LogLimiter
+
+_LOGGER = logging.getLogger(__name__)
+_LOG_LIMITER: Final = LogLimiter()
+
+STALL_TIMEOUT: Final = 5.0
+
+
+class Outbox:
+    """A frame queue between producers and one sender coroutine (:meth:`run`)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        high_water: int,
+        max_frames: int,
+        on_overflow: Callable[[], object],
+        stall_timeout: float = STALL_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.high_water = high_water
+        self.max_frames = max_frames
+        self.stall_timeout = stall_timeout
+        self._on_overflow = on_overflow
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._congested_since: float | None = None
+        self.overflowed = False
+
+    def empty(self) -> bool:
+        """Whether every queued frame has been handed to the sender."""
+        return self._queue.empty()
+
+    def put(self, text: str) -> asyncio.Event | None:
+        """Queue ``text``; returns an event to wait for when the client is behind."""
+        if self.overflowed:
+            return None
+        self._queue.put_nowait(text)
+        size = self._queue.qsize()
+        if size > self.max_frames:
+            self.overflowed = True
+            _LOG_LIMITER.log(
+                _LOGGER,
+                logging.WARNING,
+                "slow client",
+                "%s: client too slow (%d frames queued); closing",
+                self.name,
+                size,
+            )
+            self._on_overflow()
+            return None
+        if size < self.high_water:
+            return None
+        now = asyncio.get_running_loop().time()
+        if self._congested_since is None:
+            self._congested_since = now
+        elif now - self._congested_since > self.stall_timeout:
+            return None  # stalled: stop holding the device stream back
+        self._writable.clear()
+        return self._writable
+
+    async def run(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send queued frames with ``send`` until it raises (the socket is gone)."""
+        try:
+            while True:
+                text = await self._queue.get()
+                if self._queue.qsize() < self.high_water:
+                    self._congested_since = None
+                    self._writable.set()
+                try:
+                    await send(text)
+                except (ConnectionError, RuntimeError) as exc:
+                    _LOGGER.debug("%s: send failed: %r", self.name, exc)
+                    return
+        finally:
+            self._writable.set()  # never leave a producer waiting on a dead socket
+
+
+__all__ = ["STALL_TIMEOUT", "Outbox"]
