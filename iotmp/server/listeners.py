@@ -262,15 +262,11 @@ class DeviceGateway:
             state = await registry.authenticate(user, device, credential)
             if state is None:
                 throttle.failure(who, address)
-                _LOG_LIMITER.log(
-                    _LOGGER,
-                    logging.INFO,
-                    "device login refused",
-                    "device login refused: user %r device %r from %s (%d failures)",
-                    user,
-                    device,
+                # The handshake log says it once per address per minute.
+                self.server.handshake_log.failed(
                     address,
-                    throttle.failures(address),
+                    "login refused",
+                    f"user {user!r} device {device!r} ({throttle.failures(address)} failures)",
                 )
                 return False
             throttle.success(who, address)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .auth import new_stored_token
 from .config import DEVICE_ID_RE, DEVICE_TYPES
+from . import input_checks
 from .http_api import authorize, empty_response, json_response, raise_error, read_json_body
 from .permissions import FULL_ACCESS
 from .registry import DeviceState
@@ -98,11 +99,12 @@ def _expiry(body: Mapping[str, Any]) -> int | None:
         if not math.isfinite(value):
             raise_error(400, f"{key} must be finite")
         return int(value if value >= _MS_THRESHOLD else value * 1000)
-    relative = body.get("expires_in")
+    try:
+        relative = input_checks.expires_in(body.get("expires_in"))
+    except input_checks.InputError as exc:
+        raise_error(400, str(exc))
     if relative is not None:
-        if isinstance(relative, bool) or not isinstance(relative, int | float) or relative < 0:
-            raise_error(400, "expires_in must be a number of seconds")
-        return int((time.time() + min(float(relative), 1e10)) * 1000)
+        return int((time.time() + relative) * 1000)
     return None
 
 

@@ -38,7 +38,7 @@ DEVICES = ("bystander", "victim", "flooder", "burst", "churn", "spray")
 PUSH_PERIOD = 0.1
 REST_P99_LIMIT = 0.250
 STREAM_GAP_LIMIT = 1.0
-_READY = re.compile(r"iotmp server: http (\S+), device tcp (\d+)")
+_READY = re.compile(r"iotmp server: http (\S+), https \S+, device tcp (\d+)")
 
 
 def credential(device_id: str) -> str:
@@ -60,7 +60,10 @@ class ServerProcess:
         return {"Authorization": f"Bearer {self.token}"}
 
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        """The server's log without the access log (one line per request by design:
+        the bystander's own requests are not lines an attack made the server write)."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if " iotmp.server.access: " not in line]
 
     def device_url(self, device_id: str, tail: str = "") -> str:
         return f"{self.http_url}/v3/users/{USER}/devices/{device_id}{tail}"
@@ -99,7 +102,8 @@ def start_server(
     """
     secret = secrets.token_urlsafe(32)
     config = folder / "server.json"
-    config.write_text(json.dumps(server_config(secret, **limits) | (settings or {})))
+    settings = {"data_dir": str(folder / "data"), **(settings or {})}
+    config.write_text(json.dumps(server_config(secret, **limits) | settings))
     log_path = folder / "server.log"
 
     def limit_files() -> None:
@@ -123,7 +127,15 @@ def start_server(
             proc.kill()
             raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
         time.sleep(0.05)
-    authority = TokenAuthority(secret, server_name="hostile", user_password=lambda _: PASSWORD)
+    async def check_password(user: str, password: str) -> bool:
+        return (user, password) == (USER, PASSWORD)
+
+    authority = TokenAuthority(
+        secret,
+        server_name="hostile",
+        known_user=lambda user: user == USER,
+        check_password=check_password,
+    )
     return ServerProcess(
         proc, log_path, match.group(1), int(match.group(2)), authority.issue_access_token(USER)
     )
