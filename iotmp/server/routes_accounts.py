@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from . import input_checks
 from .auth import new_stored_token
 from .config import DEVICE_ID_RE, DEVICE_TYPES
-from . import input_checks
 from .http_api import authorize, empty_response, json_response, raise_error, read_json_body
 from .permissions import FULL_ACCESS
 from .registry import DeviceState

@@ -127,6 +127,7 @@ def start_server(
             proc.kill()
             raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
         time.sleep(0.05)
+
     async def check_password(user: str, password: str) -> bool:
         return (user, password) == (USER, PASSWORD)
 
