@@ -96,6 +96,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from iotmp.protocol.message import ABSENT
@@ -145,13 +146,17 @@ PLATFORMS: Final = (SENSOR, BINARY_SENSOR, SWITCH, LIGHT, NUMBER, TEXT, BUTTON)
 MEASUREMENT: Final = "measurement"
 TOTAL_INCREASING: Final = "total_increasing"
 
-# value_type of a spec: what the sample told about the value it reads or writes.
-T_BOOL: Final = "bool"
-T_NUMBER: Final = "number"
-T_STRING: Final = "string"
-T_OBJECT: Final = "object"
-T_LIST: Final = "list"
-T_UNKNOWN: Final = "unknown"
+
+class ValueType(StrEnum):
+    """What the sample told about the value a spec reads or writes (a spec's ``value_type``)."""
+
+    BOOL = "bool"
+    NUMBER = "number"
+    STRING = "string"
+    OBJECT = "object"
+    LIST = "list"
+    UNKNOWN = "unknown"
+
 
 MAX_SPECS_PER_RESOURCE: Final = 256
 """Fields past this many (depth first) are left out, with a note."""
@@ -233,7 +238,7 @@ class EntitySpec:
     number: NumberSpec | None
     light: LightSpec | None
     fn: int
-    value_type: str = T_UNKNOWN
+    value_type: str = ValueType.UNKNOWN
     """"bool" | "number" | "string" | "object" | "list" | "unknown" (from the sample)."""
     entity_category: str | None = None
     """"diagnostic" for signal strength, uptime and the like, else None."""
@@ -777,18 +782,18 @@ def _all_tokens(resource: str, path: Sequence[str]) -> set[str]:
 
 def _kind(value: Any) -> str:
     if value is ABSENT or value is None:
-        return T_UNKNOWN
+        return ValueType.UNKNOWN
     if isinstance(value, bool):
-        return T_BOOL
+        return ValueType.BOOL
     if isinstance(value, int | float):
-        return T_NUMBER
+        return ValueType.NUMBER
     if isinstance(value, str):
-        return T_STRING
+        return ValueType.STRING
     if isinstance(value, Mapping):
-        return T_OBJECT
+        return ValueType.OBJECT
     if isinstance(value, list | tuple):
-        return T_LIST
-    return T_UNKNOWN
+        return ValueType.LIST
+    return ValueType.UNKNOWN
 
 
 def _finite(value: Any) -> float | None:
@@ -878,7 +883,7 @@ class _Builder:
 
     def output(self, value: Any, path: tuple[str, ...]) -> None:
         kind = _kind(value)
-        if kind == T_OBJECT:
+        if kind == ValueType.OBJECT:
             if not value:
                 self.notes.append(f"{self.key(DIRECTION_OUT, path)}: empty object, nothing to show")
             for child, child_value in value.items():
@@ -886,7 +891,7 @@ class _Builder:
                     return
                 self.output(child_value, (*path, str(child)))
             return
-        if kind == T_NUMBER:
+        if kind == ValueType.NUMBER:
             guess = _guess_number_sensor(_guess_tokens(self.resource, path))
             self.add(
                 self.spec(
@@ -897,7 +902,7 @@ class _Builder:
                     entity_category=guess.category,
                 )
             )  # fmt: skip
-        elif kind == T_BOOL:
+        elif kind == ValueType.BOOL:
             device_class, category = _guess_binary(_guess_tokens(self.resource, path))
             self.add(
                 self.spec(
@@ -914,11 +919,11 @@ class _Builder:
 
     def input(self, value: Any, path: tuple[str, ...]) -> None:
         kind = _kind(value)
-        if kind == T_OBJECT:
+        if kind == ValueType.OBJECT:
             self.input_object(value, path)
-        elif kind == T_BOOL:
+        elif kind == ValueType.BOOL:
             self.input_bool(path)
-        elif kind == T_NUMBER:
+        elif kind == ValueType.NUMBER:
             number, device_class, unit = _number_for(_guess_tokens(self.resource, path), value)
             if not path:
                 number = _hinted_number(number, self.hints, value)
@@ -936,14 +941,14 @@ class _Builder:
         if words & _LIGHT_WORDS:
             self.add(
                 self.spec(
-                    platform=LIGHT, direction=DIRECTION_IN, path=path, value_type=T_BOOL,
+                    platform=LIGHT, direction=DIRECTION_IN, path=path, value_type=ValueType.BOOL,
                     light=LightSpec(color_modes=frozenset({"onoff"})),
                 )
             )  # fmt: skip
             return
         self.add(
             self.spec(
-                platform=SWITCH, direction=DIRECTION_IN, path=path, value_type=T_BOOL,
+                platform=SWITCH, direction=DIRECTION_IN, path=path, value_type=ValueType.BOOL,
                 device_class="outlet" if words & _OUTLET_WORDS else "switch",
             )
         )  # fmt: skip
@@ -954,7 +959,10 @@ class _Builder:
             if not path and self.fn == 4:
                 self.add(
                     self.spec(
-                        platform=BUTTON, direction=DIRECTION_IN, path=path, value_type=T_OBJECT
+                        platform=BUTTON,
+                        direction=DIRECTION_IN,
+                        path=path,
+                        value_type=ValueType.OBJECT,
                     )
                 )
             else:
@@ -1009,7 +1017,7 @@ class _Builder:
         )
         self.add(
             self.spec(
-                platform=LIGHT, direction=DIRECTION_IN, path=path, value_type=T_OBJECT,
+                platform=LIGHT, direction=DIRECTION_IN, path=path, value_type=ValueType.OBJECT,
                 light=light,
             )
         )  # fmt: skip
@@ -1118,14 +1126,14 @@ def _spec_platforms(spec: EntitySpec) -> list[str]:
     if spec.platform == BUTTON:
         return [BUTTON]
     if spec.direction == DIRECTION_OUT:
-        return [SENSOR, BINARY_SENSOR] if spec.value_type == T_BOOL else [SENSOR]
-    if spec.value_type == T_BOOL:
+        return [SENSOR, BINARY_SENSOR] if spec.value_type == ValueType.BOOL else [SENSOR]
+    if spec.value_type == ValueType.BOOL:
         return [SWITCH, LIGHT]
-    if spec.value_type == T_NUMBER:
+    if spec.value_type == ValueType.NUMBER:
         return [NUMBER]
-    if spec.value_type == T_STRING:
+    if spec.value_type == ValueType.STRING:
         return [TEXT]
-    if spec.value_type == T_OBJECT:
+    if spec.value_type == ValueType.OBJECT:
         return [spec.platform]
     return [SWITCH, NUMBER, TEXT]  # unknown or list: the user knows better
 
@@ -1145,7 +1153,7 @@ def _retarget(spec: EntitySpec, platform: str) -> EntitySpec:
         spec, platform=platform, device_class=None, unit=None, state_class=None, number=None,
         light=None, entity_category=None,
     )  # fmt: skip
-    if platform == SENSOR and spec.value_type == T_NUMBER:
+    if platform == SENSOR and spec.value_type == ValueType.NUMBER:
         return replace(blank, state_class=MEASUREMENT)
     if platform == SWITCH:
         return replace(blank, device_class="switch")
@@ -1178,7 +1186,7 @@ def _override_device_class(spec: EntitySpec, device_class: str, notes: list[str]
         return spec
     if spec.platform not in {SENSOR, NUMBER}:
         return replace(spec, device_class=device_class)
-    if spec.platform == SENSOR and spec.value_type not in {T_NUMBER, T_UNKNOWN}:
+    if spec.platform == SENSOR and spec.value_type not in {ValueType.NUMBER, ValueType.UNKNOWN}:
         notes.append(
             f"{spec.key}: device class {device_class!r} needs a number, "
             f"the value is a {spec.value_type}"
@@ -1204,7 +1212,7 @@ def _override_unit(spec: EntitySpec, unit: str, notes: list[str]) -> EntitySpec:
             notes.append(f"{spec.key}: device class {spec.device_class!r} needs a unit")
             return spec
         return replace(spec, unit=None)
-    if spec.platform == SENSOR and spec.value_type not in {T_NUMBER, T_UNKNOWN}:
+    if spec.platform == SENSOR and spec.value_type not in {ValueType.NUMBER, ValueType.UNKNOWN}:
         notes.append(f"{spec.key}: a unit needs a number, the value is a {spec.value_type}")
         return spec
     unit = UG_M3 if unit == _UG_M3_GREEK else unit
@@ -1305,7 +1313,7 @@ def _build(name: str, fn: int | None, info: Any) -> _Builder | None:
         )
         builder.add(
             builder.spec(
-                platform=BUTTON, direction=DIRECTION_IN, path=(), value_type=T_UNKNOWN,
+                platform=BUTTON, direction=DIRECTION_IN, path=(), value_type=ValueType.UNKNOWN,
                 device_class=device_class,
             )
         )  # fmt: skip

@@ -41,15 +41,9 @@ from iotmp.client import (
     DeviceRecord,
     DeviceResourceStream,
     IotmpApiClient,
-    IotmpApiError,
-    IotmpAuthError,
-    IotmpConnectionError,
-    IotmpDeviceTimeoutError,
-    IotmpForbiddenError,
-    IotmpNotFoundError,
-    IotmpRequestError,
     ResourceInfo,
 )
+from iotmp.client import errors as api_errors
 from iotmp.ha_mapping import EntitySpec, ResourceOverride, map_device
 from iotmp.protocol.message import ABSENT
 
@@ -314,16 +308,16 @@ class IotmpManager:
         self._cache = await self._store.async_load() or {}
         try:
             await self._async_full_snapshot(initial=True)
-        except IotmpAuthError as err:
+        except api_errors.IotmpAuthError as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
-        except IotmpForbiddenError as err:
+        except api_errors.IotmpForbiddenError as err:
             # A token without the permission to list devices: a new token is needed.
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="insufficient_permissions"
             ) from err
-        except IotmpApiError as err:
+        except api_errors.IotmpApiError as err:
             raise ConfigEntryNotReady(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
@@ -331,7 +325,7 @@ class IotmpManager:
             ) from err
         try:
             self.server_version = await self.client.server_version()
-        except IotmpApiError as err:
+        except api_errors.IotmpApiError as err:
             LOGGER.debug("Server version not available: %s", err)
         await self._async_save_cache()
 
@@ -455,7 +449,7 @@ class IotmpManager:
         placeholders = {"device": device_id, "resource": resource}
         try:
             result = await self.client.write(device_id, resource, value)
-        except IotmpNotFoundError as err:
+        except api_errors.IotmpNotFoundError as err:
             if err.device_offline is None:
                 key = "not_found"
             else:
@@ -465,36 +459,36 @@ class IotmpManager:
                 translation_key=key,
                 translation_placeholders=placeholders,
             ) from err
-        except IotmpDeviceTimeoutError as err:
+        except api_errors.IotmpDeviceTimeoutError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="device_timeout",
                 translation_placeholders=placeholders,
             ) from err
-        except IotmpRequestError as err:
+        except api_errors.IotmpRequestError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="write_rejected",
                 translation_placeholders={**placeholders, "status": str(err.status)},
             ) from err
-        except IotmpForbiddenError as err:
+        except api_errors.IotmpForbiddenError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="forbidden",
                 translation_placeholders=placeholders,
             ) from err
-        except IotmpAuthError as err:
+        except api_errors.IotmpAuthError as err:
             self._async_auth_failed()
             raise HomeAssistantError(
                 translation_domain=DOMAIN, translation_key="auth_failed"
             ) from err
-        except IotmpConnectionError as err:
+        except api_errors.IotmpConnectionError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err) or type(err).__name__},
             ) from err
-        except IotmpApiError as err:
+        except api_errors.IotmpApiError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="write_failed",
@@ -526,7 +520,7 @@ class IotmpManager:
             device.outputs[resource] = output
         try:
             sample = await self.client.get_resource_sample(device.device_id, resource)
-        except IotmpApiError as err:
+        except api_errors.IotmpApiError as err:
             LOGGER.debug("Could not re-read %s/%s: %s", device.device_id, resource, err)
         else:
             if "in" in sample:
@@ -591,9 +585,13 @@ class IotmpManager:
         """Fetch resources and current samples; False when the device is offline."""
         try:
             resources = await self.client.get_resources(device.device_id)
-        except IotmpNotFoundError:
+        except api_errors.IotmpNotFoundError:
             return False
-        except (IotmpDeviceTimeoutError, IotmpForbiddenError, IotmpRequestError) as err:
+        except (
+            api_errors.IotmpDeviceTimeoutError,
+            api_errors.IotmpForbiddenError,
+            api_errors.IotmpRequestError,
+        ) as err:
             LOGGER.debug("Could not describe %s: %s", device.device_id, err)
             return True
         self._async_apply_resources(device, resources)
@@ -803,7 +801,7 @@ class IotmpManager:
         while True:
             try:
                 await stream.run()
-            except IotmpAuthError:
+            except api_errors.IotmpAuthError:
                 self._async_auth_failed()
                 return
             except Exception:
@@ -891,14 +889,14 @@ class IotmpManager:
                 else:
                     for device_id in devices:
                         await self._async_device_snapshot(device_id)
-            except IotmpAuthError:
+            except api_errors.IotmpAuthError:
                 self._async_auth_failed()
                 return
-            except IotmpApiError as err:
+            except api_errors.IotmpApiError as err:
                 LOGGER.debug("Snapshot failed: %s", err)
                 self._pending_full |= full
                 self._pending_devices |= devices
-                if isinstance(err, IotmpConnectionError):
+                if isinstance(err, api_errors.IotmpConnectionError):
                     # The server is unreachable: everything needs a fresh look.
                     self._pending_full = True
                     self._async_set_server_available(False)

@@ -33,15 +33,9 @@ from homeassistant.helpers.storage import Store
 
 from iotmp.client import (
     DeviceRecord,
-    IotmpApiError,
-    IotmpAuthError,
-    IotmpConnectionError,
-    IotmpDeviceTimeoutError,
-    IotmpForbiddenError,
-    IotmpNotFoundError,
-    IotmpRequestError,
     ResourceInfo,
 )
+from iotmp.client import errors as api_errors
 from iotmp.client.models import flatten_resources
 from iotmp.protocol.message import ABSENT
 from iotmp.protocol.transport import WEBSOCKET_PATH, server_ssl_context
@@ -92,25 +86,25 @@ class EmbeddedDevice:
     credential: str = field(repr=False)
 
 
-def _error(err: ApiError, what: str) -> IotmpApiError:
+def _error(err: ApiError, what: str) -> api_errors.IotmpApiError:
     """Return the client exception the REST client raises for the same status."""
     text = f"{what} failed with status {err.status}: {err.message}"
     kwargs: dict[str, Any] = {"status": err.status, "server_message": err.message}
     if err.status == 401:
-        return IotmpAuthError(text, **kwargs)
+        return api_errors.IotmpAuthError(text, **kwargs)
     if err.status == 403:
-        return IotmpForbiddenError(text, **kwargs)
+        return api_errors.IotmpForbiddenError(text, **kwargs)
     if err.status == 404:
         offline = "not connected" in err.message
         missing = "not found" in err.message
-        return IotmpNotFoundError(
+        return api_errors.IotmpNotFoundError(
             text, device_offline=True if offline else (False if missing else None), **kwargs
         )
     if err.status == 504:
-        return IotmpDeviceTimeoutError(text, **kwargs)
+        return api_errors.IotmpDeviceTimeoutError(text, **kwargs)
     if 400 <= err.status < 500:
-        return IotmpRequestError(text, **kwargs)
-    return IotmpConnectionError(text, **kwargs)
+        return api_errors.IotmpRequestError(text, **kwargs)
+    return api_errors.IotmpConnectionError(text, **kwargs)
 
 
 class EmbeddedServer:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from iotmp import __version__
 
 from . import app, demo, server, sim
-from .common import EXIT_USAGE
+from .common import ExitCode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+        return exit_.code if isinstance(exit_.code, int) else ExitCode.USAGE
     if args.command == "server":
         return server.run_command(args)
     if args.command == "sim":

@@ -21,9 +21,7 @@ import aiohttp
 from iotmp.client import ABSENT, IotmpApiClient, IotmpApiError, IotmpAuthError
 
 from .common import (
-    EXIT_OK,
-    EXIT_REMOTE,
-    EXIT_USAGE,
+    ExitCode,
     ServerSettings,
     UsageError,
     add_server_options,
@@ -72,16 +70,16 @@ async def cmd_list(client: IotmpApiClient, args: argparse.Namespace, out: TextIO
                 ),
                 file=out,
             )
-        return EXIT_OK
+        return ExitCode.OK
     if not devices:
         print("no devices", file=out)
-        return EXIT_OK
+        return ExitCode.OK
     width = max(len("DEVICE"), *(len(record.device_id) for record in devices))
     print(f"{'DEVICE':<{width}}  {'STATE':<8}  {'TYPE':<8}  NAME", file=out)
     for record in devices:
         state = "online" if record.connected else "offline"
         print(f"{record.device_id:<{width}}  {state:<8}  {record.type:<8}  {record.name}", file=out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 _FN_NAMES = {1: "run", 2: "input", 3: "output", 4: "input/output", 5: "stream"}
@@ -100,10 +98,10 @@ async def cmd_describe(client: IotmpApiClient, args: argparse.Namespace, out: Te
                 entry["out"] = info.sample_out
             document[name] = entry
         print(_dump(document), file=out)
-        return EXIT_OK
+        return ExitCode.OK
     if not resources:
         print(f"{args.device} has no resources", file=out)
-        return EXIT_OK
+        return ExitCode.OK
     width = max(len("RESOURCE"), *(len(name) for name in resources))
     print(f"{'RESOURCE':<{width}}  {'KIND':<12}  SAMPLE", file=out)
     for name, info in sorted(resources.items()):
@@ -114,13 +112,13 @@ async def cmd_describe(client: IotmpApiClient, args: argparse.Namespace, out: Te
             sample["out"] = info.sample_out
         kind = _FN_NAMES.get(info.fn, str(info.fn))
         print(f"{name:<{width}}  {kind:<12}  {_dump(sample) if sample else '-'}", file=out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def cmd_read(client: IotmpApiClient, args: argparse.Namespace, out: TextIO) -> int:
     """Read a resource once."""
     _print_value(await client.read(args.device, args.resource), args, out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def cmd_write(client: IotmpApiClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -128,7 +126,7 @@ async def cmd_write(client: IotmpApiClient, args: argparse.Namespace, out: TextI
     result = await client.write(args.device, args.resource, parse_json_value(args.value))
     if result is not None:
         _print_value(result, args, out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def cmd_run(client: IotmpApiClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -137,7 +135,7 @@ async def cmd_run(client: IotmpApiClient, args: argparse.Namespace, out: TextIO)
     result = await client.write(args.device, args.resource, value)
     if result is not None:
         _print_value(result, args, out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _until_stopped(
@@ -152,7 +150,7 @@ async def _until_stopped(
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # raises IotmpAuthError and the like
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         stopper.cancel()
         await close()
@@ -265,12 +263,12 @@ def run_command(name: str, args: argparse.Namespace) -> int:
         return asyncio.run(_run(name, args, settings))
     except UsageError as err:
         print(f"iotmp {name}: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except IotmpAuthError as err:
         print(f"iotmp {name}: not authorised: {err}", file=sys.stderr)
-        return EXIT_REMOTE
+        return ExitCode.REMOTE
     except IotmpApiError as err:
         print(f"iotmp {name}: {err}", file=sys.stderr)
-        return EXIT_REMOTE
+        return ExitCode.REMOTE
     except KeyboardInterrupt:
-        return EXIT_OK
+        return ExitCode.OK

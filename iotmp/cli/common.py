@@ -11,16 +11,22 @@ import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final
 
 from iotmp.server.config import default_demo_file
 
-EXIT_OK: Final = 0
-EXIT_REMOTE: Final = 1
-"""The server (or the device behind it) answered with an error, or was unreachable."""
-EXIT_USAGE: Final = 2
-"""The command line or its settings are wrong."""
+
+class ExitCode(IntEnum):
+    """Exit codes of the ``iotmp`` commands (scripts test them)."""
+
+    OK = 0
+    REMOTE = 1
+    """The server (or the device behind it) answered with an error, or was unreachable."""
+    USAGE = 2
+    """The command line or its settings are wrong."""
+
 
 ENV_URL: Final = "IOTMP_URL"
 ENV_TOKEN: Final = "IOTMP_TOKEN"

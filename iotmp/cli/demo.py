@@ -19,7 +19,7 @@ from iotmp.sim.virtual_device import DEFAULT_TICK
 
 from . import server as server_cli
 from . import sim as sim_cli
-from .common import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, setup_logging, stop_on_signals
+from .common import ExitCode, setup_logging, stop_on_signals
 from .log_format import LOG_FORMATS
 
 _LOGGER = logging.getLogger("iotmp.demo")
@@ -128,7 +128,7 @@ async def run(args: argparse.Namespace) -> int:
         server, document = await server_cli.start_server(server_args)
     except (ConfigError, OSError) as exc:
         print(f"iotmp demo: {exc}", file=sys.stderr)
-        return EXIT_REMOTE if isinstance(exc, server_cli.ListenError) else EXIT_USAGE
+        return ExitCode.REMOTE if isinstance(exc, server_cli.ListenError) else ExitCode.USAGE
     assert document is not None
     try:
         demo = sim_cli.parse_demo(Path(document["path"]), document)
@@ -163,7 +163,7 @@ async def run(args: argparse.Namespace) -> int:
             photocell.stop()
         await fleet.stop()
         await server.stop()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def start_photocell(server: IotmpServer) -> Any:
@@ -187,4 +187,4 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
-        return EXIT_OK
+        return ExitCode.OK
