@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from aiohttp import web
 
+from iotmp import __version__
 from iotmp.protocol.errors import (
     ConnectionClosedError,
     IotmpError,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-SERVER_VERSION: Final = "iotmp-server 0.1.0"
+SERVER_VERSION: Final = f"iotmp-server {__version__}"
 
 MSG_DEVICE_NOT_FOUND: Final = "device not found"
 MSG_DEVICE_OFFLINE: Final = "device not connected"
