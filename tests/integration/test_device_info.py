@@ -6,6 +6,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 
+import iotmp
 from custom_components.iotmp.coordinator import device_model, hub_configuration_url
 from iotmp.client import DeviceRecord
 from iotmp.server.testing import TestDevice, run_test_server
@@ -54,7 +55,7 @@ async def test_local_server_devices(hass: HomeAssistant) -> None:
         hub = find_device(hass, entry.unique_id or "")
         assert hub is not None
         assert hub.configuration_url is None
-        assert hub.sw_version == "iotmp-server 0.1.0"
+        assert hub.sw_version == f"iotmp-server {iotmp.__version__}"
         await wait_for(hass, lambda: find_device(hass, f"{entry.unique_id}:smart-plug") is not None)
         plug = find_device(hass, f"{entry.unique_id}:smart-plug")
         assert plug is not None
