@@ -106,7 +106,11 @@ class Accounts:
     async def close(self) -> None:
         """Wait for the writes behind and close the database."""
         while self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+            # Drop the finished ones here: their done-callbacks need a loop turn,
+            # and gather of finished tasks may complete without one (eager tasks).
+            pending = list(self._writes)
+            await asyncio.gather(*pending, return_exceptions=True)
+            self._writes.difference_update(pending)
         if self.storage is not None:
             await self.storage.close()
             self.storage = None

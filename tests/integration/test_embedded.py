@@ -445,7 +445,7 @@ async def test_refused_unknown_id_is_shown_without_markup(
     """An id the device made up reaches the repair issue as plain id characters."""
     embedded = embedded_of(entry)
     assert embedded.server is not None
-    embedded.server.registry.authenticate(EMBEDDED_USER, "[x](http://evil)", "nope")
+    await embedded.server.registry.authenticate(EMBEDDED_USER, "[x](http://evil)", "nope")
     issue = issue_registry.async_get_issue(DOMAIN, f"device_refused_{entry.entry_id}")
     assert issue is not None
     assert issue.translation_placeholders == {"device": "?x??http???evil?"}
