@@ -117,9 +117,14 @@ class AccountRoutes:
     async def _body(self, request: web.Request) -> dict[str, Any]:
         return _body_object(await read_json_body(request, self.server.config.max_body_bytes))
 
-    def _device(self, request: web.Request) -> DeviceState:
+    def _user(self, request: web.Request) -> str:
+        """Return the path's user, once the request's token may act for them."""
         user = request.match_info["user"]
         authorize(self.server, request, user)
+        return user
+
+    def _device(self, request: web.Request) -> DeviceState:
+        user = self._user(request)
         state = self.server.registry.get(request.match_info["device"])
         if state is None or state.user != user:
             raise_error(404, "device not found")
@@ -129,8 +134,7 @@ class AccountRoutes:
 
     async def create_device(self, request: web.Request) -> web.Response:
         """``POST /v1/users/{user}/devices``."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         body = await self._body(request)
         _check_keys(
             body,
@@ -225,15 +229,13 @@ class AccountRoutes:
 
     async def list_tokens(self, request: web.Request) -> web.Response:
         """``GET /v1/users/{user}/tokens``: the user's access tokens."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         tokens = [t for t in self.server.auth.stored_tokens(user) if t.device is None]
         return json_response([self._token_json(t) for t in tokens])
 
     async def get_token(self, request: web.Request) -> web.Response:
         """``GET /v1/users/{user}/tokens/{token}``."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         return json_response(self._token_json(self._user_token(request, user, device=None)))
 
     async def create_token(self, request: web.Request) -> web.Response:
@@ -242,8 +244,7 @@ class AccountRoutes:
         Without ``allow`` the token may do whatever its user may (the behaviour
         of earlier releases, which had no permissions).
         """
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         body = await self._body(request)
         _check_keys(
             body,
@@ -287,8 +288,7 @@ class AccountRoutes:
 
     async def update_token(self, request: web.Request) -> web.Response:
         """``PUT /v1/users/{user}/tokens/{token}`` (only the fields given change)."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         token = self._user_token(request, user, device=None)
         body = await self._body(request)
         _check_keys(
@@ -325,8 +325,7 @@ class AccountRoutes:
 
     async def delete_token(self, request: web.Request) -> web.Response:
         """``DELETE /v1/users/{user}/tokens/{token}``: 404 unless it is this user's token."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
+        user = self._user(request)
         token = self._user_token(request, user, device=None)
         if not await self.server.accounts.delete_token(user, token.id):
             raise_error(404, "token not found")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -298,3 +300,28 @@ class ReferenceDevice:
             with contextlib.suppress(BaseException):
                 await self._task
         await self.peer.close()
+
+
+async def reference_websocket_login(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> bytes:
+    """Do what a reference device does on ``/iotmp``: upgrade, then REF_CONNECT in one
+    masked TEXT frame (IOTMP bytes, not UTF-8). Returns the server's first frame's payload;
+    the caller closes the connection."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /iotmp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: iotmp\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = bytes.fromhex(REF_CONNECT.replace(" ", ""))
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # TEXT, masked
+    await writer.drain()
+    frame = await reader.readexactly(2)
+    return await reader.readexactly(frame[1] & 0x7F)

@@ -270,10 +270,7 @@ async def test_wss_device_with_text_frames_like_a_reference_device(
     tls_server: TestServer,
 ) -> None:
     """IOTMP bytes (not UTF-8) in masked TEXT frames over TLS, TLS 1.3, any certificate."""
-    import base64
-    import os
-
-    from server_helpers import REF_CONNECT
+    from server_helpers import reference_websocket_login
 
     async with run_test_server(
         devices=[TestDevice("refdev1", credential="s3cret")],
@@ -286,23 +283,7 @@ async def test_wss_device_with_text_frames_like_a_reference_device(
             LOCALHOST, port, ssl=client_ssl_context(verify=False)
         )
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    "GET /iotmp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: iotmp\r\n\r\n"
-                ).encode()
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101")
-            payload = bytes.fromhex(REF_CONNECT.replace(" ", ""))
-            mask = os.urandom(4)
-            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # TEXT, masked
-            await writer.drain()
-            frame = await reader.readexactly(2)
-            data = await reader.readexactly(frame[1] & 0x7F)
+            data = await reference_websocket_login(reader, writer)
             assert data == bytes.fromhex("01 04 08 e7 8a 01")  # OK with the CONNECT's id
         finally:
             writer.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from server_helpers import (
     ReferenceDevice,
     frame_hex,
     make_lamp,
+    reference_websocket_login,
     running_device,
     varint_hex,
 )
@@ -301,23 +300,7 @@ async def test_websocket_device_with_text_frames(http: aiohttp.ClientSession) ->
     async with run_test_server(devices=[TestDevice("refdev1", credential="s3cret")]) as server:
         reader, writer = await asyncio.open_connection(LOCALHOST, server.http_url.split(":")[-1])
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    "GET /iotmp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: iotmp\r\n\r\n"
-                ).encode()
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101")
-            payload = bytes.fromhex(REF_CONNECT.replace(" ", ""))
-            mask = os.urandom(4)
-            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # TEXT, masked
-            await writer.drain()
-            frame = await reader.readexactly(2)
-            data = await reader.readexactly(frame[1] & 0x7F)
+            data = await reference_websocket_login(reader, writer)
             assert data == bytes.fromhex("01 04 08 e7 8a 01")  # OK with the CONNECT's id
         finally:
             writer.close()
