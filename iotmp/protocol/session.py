@@ -920,6 +920,10 @@ class Session:
         finally:
             if self._pending.get(stream_id) is future:
                 del self._pending[stream_id]
+            # A close can fail the future while _send is still waiting (back-pressure):
+            # then nobody awaits it, so mark its exception retrieved here.
+            if future.done() and not future.cancelled():
+                future.exception()
         if reply.type == MessageType.ERROR:
             code = reply.parameters
             payload = reply.payload
