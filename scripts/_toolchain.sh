@@ -27,7 +27,7 @@ STANDALONE_REQS=$IOTMP_ROOT/requirements_test_standalone.txt
 # What the standalone leg runs: everything that is not Home Assistant glue.
 STANDALONE_TESTS=(tests/protocol tests/client tests/server tests/sim tests/cli tests/mqtt tests/hostile
     tests/mapping/test_mapping.py tests/mapping/test_mapping_properties.py
-    tests/test_layering.py tests/test_standalone.py tests/storage)
+    tests/test_layering.py tests/test_standalone.py tests/storage tests/server_resources)
 # The wheel scripts/test builds and installs into every leg's venv.
 DIST_DIR=$IOTMP_ROOT/build/dist
 

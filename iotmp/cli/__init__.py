@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from iotmp import __version__
 
-from . import app, demo, server, sim
+from . import app, buckets, demo, endpoints, properties, server, sim
 from .common import ExitCode
 
 
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=summary, description=summary[:1].upper() + summary[1:] + "."
         )
         app.add_arguments(name, sub)
+    for group in (properties, buckets, endpoints):
+        group.register(commands)
     return parser
 
 
@@ -62,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim.run_command(args)
     if args.command == "demo":
         return demo.run_command(args)
+    client_command = getattr(args, "client_command", None)
+    if client_command is not None:
+        return app.run_client_command(args.command_label, client_command, args)
     return app.run_command(args.command, args)
 
 

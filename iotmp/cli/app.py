@@ -247,8 +247,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     add_server_options(parser)
 
 
-async def _run(name: str, args: argparse.Namespace, settings: ServerSettings) -> int:
-    command = COMMANDS[name][1]
+async def _run(command: Command, args: argparse.Namespace, settings: ServerSettings) -> int:
     async with aiohttp.ClientSession() as session:
         client = IotmpApiClient(
             session, settings.url, settings.token, verify_ssl=settings.verify_ssl
@@ -258,9 +257,17 @@ async def _run(name: str, args: argparse.Namespace, settings: ServerSettings) ->
 
 def run_command(name: str, args: argparse.Namespace) -> int:
     """Run application command ``name``; returns the exit code."""
+    return run_client_command(name, COMMANDS[name][1], args)
+
+
+def run_client_command(name: str, command: Command, args: argparse.Namespace) -> int:
+    """Run ``command`` with a client for the server of ``args``; returns the exit code.
+
+    ``name`` (``"read"``, ``"property get"``) prefixes the error messages.
+    """
     try:
         settings = resolve_server(args)
-        return asyncio.run(_run(name, args, settings))
+        return asyncio.run(_run(command, args, settings))
     except UsageError as err:
         print(f"iotmp {name}: {err}", file=sys.stderr)
         return ExitCode.USAGE

@@ -16,10 +16,18 @@ from iotmp.protocol.transport import server_ssl_context
 
 from .access_log import ACCESS_LOGGER, AccessLog
 from .accounts import Accounts
+from .alarms import Alarms
 from .app_websockets import AppSockets
 from .auth import TokenAuthority
+from .buckets import Buckets
 from .config import DeviceConfig, ServerConfig, UserConfig, validate
+from .device_calls import DeviceCalls
 from .device_link import DeviceLink
+from .device_requests import ServerResources
+from .endpoints import Endpoints
+from .event_subscriptions import EventSubscriptions
+from .events import EventBus
+from .feature import Feature
 from .handshake_log import HandshakeLog
 from .http_api import RestApi, error_middleware
 from .http_devices import HttpDevices
@@ -31,6 +39,7 @@ from .http_limits import (
     stop_http_listener,
 )
 from .listeners import DeviceGateway
+from .properties import Properties
 from .registry import DeviceRegistry, DeviceState
 from .routes_resources import ResourceRoutes
 from .streams import StreamHub
@@ -39,6 +48,7 @@ from .tls import HttpsSite
 
 if TYPE_CHECKING:
     from .mqtt.service import MqttService
+    from .storage.repository import Storage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,6 +103,15 @@ class IotmpServer:
         self.handshake_log = HandshakeLog()
         self._handler_cls = handler_class(self.handshake_log)
         self.hub = StreamHub(self._link_of)
+        self.events = EventBus()
+        # What devices ask of the server (spec 11): each feature registers its codes.
+        self.server_resources = ServerResources()
+        self.properties = Properties(self)
+        self.buckets = Buckets(self)
+        self.endpoints = Endpoints(self)
+        self.alarms = Alarms(self)
+        self.device_calls = DeviceCalls(self)
+        self.event_subscriptions = EventSubscriptions(self)
         self.app_sockets = AppSockets(self)
         self.gateway = DeviceGateway(self)
         self.http_devices = HttpDevices(self)
@@ -124,6 +143,26 @@ class IotmpServer:
         devices = (*(d for d in self.config.devices if d.id != device.id), device)
         self.config = validate(replace(self.config, devices=devices))
         return self.accounts.add_device(device)
+
+    @property
+    def storage(self) -> Storage:
+        """The open database (raises RuntimeError before :meth:`start`)."""
+        storage = self.accounts.storage
+        if storage is None:
+            raise RuntimeError("the server's storage is not open (start the server first)")
+        return storage
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """The server-resource features, in start order (stopped in reverse)."""
+        return (
+            self.properties,
+            self.buckets,
+            self.endpoints,
+            self.alarms,
+            self.device_calls,
+            self.event_subscriptions,
+        )
 
     def _link_of(self, device_id: str) -> DeviceLink | None:
         state = self.registry.get(device_id)
@@ -216,6 +255,8 @@ class IotmpServer:
         api = RestApi(self)
         extra = ResourceRoutes(self, api)
         app.add_routes(extra.routes())
+        for feature in self.features:
+            app.add_routes(feature.routes())
         app.add_routes(api.routes())
         app.add_routes(
             [
@@ -234,6 +275,8 @@ class IotmpServer:
         config = self.config
         try:
             await self.accounts.open()
+            for feature in self.features:
+                await feature.start()
             self._undo_log_filters = install_log_filters()
             if config.http_port is not None:
                 runner = web.AppRunner(
@@ -321,6 +364,8 @@ class IotmpServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for feature in reversed(self.features):
+            await feature.stop()
         await self.accounts.close()
         if self._undo_log_filters is not None:
             self._undo_log_filters()

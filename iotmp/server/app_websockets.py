@@ -260,7 +260,7 @@ class ResourceSocket(AppSocket):
 
 
 class EventSocket(AppSocket):
-    """Account events (``device_state_change``) for one user."""
+    """Account events (every event of the server's bus) for one user."""
 
     def __init__(
         self, manager: AppSockets, ws: web.WebSocketResponse, user: str, version: int
@@ -269,6 +269,14 @@ class EventSocket(AppSocket):
         self.user = user
         self.version = version
         self.filters: list[EventFilter] = []
+
+    async def run(self) -> None:
+        """Receive the user's events while the socket is open."""
+        unsubscribe = self.manager.server.events.subscribe(self.user, self.offer)
+        try:
+            await super().run()
+        finally:
+            unsubscribe()
 
     def _filter(self, event: str, filters: dict[str, Any], raw: dict[str, Any]) -> EventFilter:
         limits = self.manager.server.config.limits
@@ -394,17 +402,16 @@ class AppSockets:
         return handle
 
     def device_state_changed(self, state: DeviceState, connected: bool) -> None:
-        """Registry listener: send ``device_state_change`` to matching event sockets."""
-        event = {
-            "event": "device_state_change",
-            "user": state.user,
-            "device": state.id,
-            "ts": state.connection_ts or now_ms(),
-            "state": "connected" if connected else "disconnected",
-        }
-        for socket in list(self.sockets):
-            if isinstance(socket, EventSocket) and socket.user == state.user:
-                socket.offer(event)
+        """Registry listener: publish ``device_state_change`` on the event bus."""
+        self.server.events.publish(
+            {
+                "event": "device_state_change",
+                "user": state.user,
+                "device": state.id,
+                "ts": state.connection_ts or now_ms(),
+                "state": "connected" if connected else "disconnected",
+            }
+        )
 
     async def close_all(self) -> None:
         """Close every application WebSocket (server shutdown)."""

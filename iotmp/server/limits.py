@@ -50,6 +50,19 @@ class ServerLimits:
     # Logins
     login_max_wait: float = 32.0
     login_distributed_addresses: int = 3
+    # Server-side resources (issue 11): properties, buckets, endpoints, alarms
+    property_max_bytes: int = 65_536
+    properties_per_device: int = 256
+    device_properties_max_bytes: int = 1_048_576
+    bucket_record_max_bytes: int = 16_384
+    buckets_per_user: int = 256
+    bucket_read_max_items: int = 10_000
+    endpoints_per_user: int = 256
+    endpoint_timeout: float = 10.0
+    endpoint_response_max_bytes: int = 1_048_576
+    endpoint_calls_in_flight: int = 16
+    alarm_rules_per_user: int = 256
+    event_subscriptions_per_device: int = 32
 
     @property
     def value_limits(self) -> Limits:

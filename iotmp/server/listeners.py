@@ -282,7 +282,18 @@ class DeviceGateway:
             return
         authenticated()
         state = accepted[0]
+        requests = self.server.server_resources.handler_for(state)
+        session.handler = requests  # the device may call server resources from now on
+        try:
+            await self._run_device(session, state)
+        finally:
+            requests.session_closed()
+
+    async def _run_device(self, session: Session, state: DeviceState) -> None:
+        """DESCRIBE the authenticated device, mark it online, wait for its session's end."""
+        registry = self.server.registry
         device_id = state.id
+        address = peer_host(session.transport.peer)
         generation = self._generation.get(device_id, 0) + 1
         self._generation[device_id] = generation
 
@@ -328,7 +339,7 @@ class DeviceGateway:
             device_id,
             state.user,
             address,
-            transport.kind,
+            session.transport.kind,
         )
         reason = await session.wait_closed()
         if registry.detach(state, link):

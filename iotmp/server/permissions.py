@@ -82,8 +82,26 @@ _COLLECTION_ACTIONS: Final = {"GET": "List", "POST": "Create"}
 _ITEM_ACTIONS: Final = {"GET": "Read", "PUT": "Update", "DELETE": "Delete", "POST": "Update"}
 
 
+_PROPERTY_ACTIONS: Final = {
+    "GET": "ReadDeviceProperties",
+    "POST": "CreateDeviceProperties",
+    "PUT": "UpdateDeviceProperties",
+    "PATCH": "UpdateDeviceProperties",
+    "DELETE": "DeleteDeviceProperties",
+}
+# /v1/users/{user}/<segment>[/{id}[/...]] -> (permission type, noun of the actions);
+# the path's id placeholder is the noun in lower case ({bucket}, {endpoint}).
+_USER_ASSETS: Final = {
+    "buckets": ("Bucket", "Bucket"),
+    "endpoints": ("Endpoint", "Endpoint"),
+}
+
+
 def request_scope(request: web.Request) -> Scope | None:
-    """Return the scope of a request on a device or token route (None for other routes)."""
+    """Return the scope of a request on a device, token, bucket or endpoint route.
+
+    None for other routes (a user's session token may do anything there).
+    """
     info = request.match_info
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)
@@ -102,10 +120,23 @@ def request_scope(request: web.Request) -> Scope | None:
             return Scope("Device", device, _DEVICE_RECORD_ACTIONS.get(method, "UpdateDevice"))
         if tail == ["stats"]:
             return Scope("Device", device, "ReadDeviceStatistics")
+        if tail[:1] == ["properties"]:
+            return Scope("Device", device, _PROPERTY_ACTIONS.get(method, "ReadDeviceProperties"))
         return Scope("Device", device, "AccessDeviceResources", info.get("resource"))
     if parts[-1:] == ["devices"] and len(parts) == 4:
         verb = _COLLECTION_ACTIONS.get(method, "List")
         return Scope("Device", "*", "ListDevices" if verb == "List" else "CreateDevice")
+    if len(parts) >= 4 and parts[3] in _USER_ASSETS:
+        kind, noun = _USER_ASSETS[parts[3]]
+        ident = info.get(noun.lower())
+        if ident is None:
+            verb = _COLLECTION_ACTIONS.get(method, "List")
+            return Scope(kind, "*", f"{verb}{noun}s" if verb == "List" else f"{verb}{noun}")
+        if parts[5:6] == ["data"]:
+            return Scope(kind, ident, f"{'Write' if method == 'POST' else 'Read'}{noun}Data")
+        if parts[5:6] == ["call"]:
+            return Scope(kind, ident, f"Call{noun}")
+        return Scope(kind, ident, f"{_ITEM_ACTIONS.get(method, 'Read')}{noun}")
     if "tokens" in parts:
         token_id = info.get("token")
         if token_id is None:

@@ -101,6 +101,15 @@ settings = Table(
     Column("value", Text, nullable=False),
 )
 
+# -- device properties (issue 11; migration 0003_properties) ---------------------------
+
+
+# -- buckets and their records (issue 11; migration 0004_buckets) ----------------------
+
+
+# -- endpoints, alarm rules and alarm instances (issue 11; migration 0005_endpoints_alarms) --
+
+
 __all__ = [
     "access_tokens",
     "devices",

@@ -1,0 +1,27 @@
+"""Device-to-device calls (CALL_DEVICE) and sync locks (LOCK_SYNC / UNLOCK_SYNC)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .app import IotmpServer
+
+
+class DeviceCalls:
+    """CALL_DEVICE, LOCK_SYNC and UNLOCK_SYNC for the devices of one user."""
+
+    def __init__(self, server: IotmpServer) -> None:
+        self.server = server
+
+    def routes(self) -> list[web.RouteDef]:
+        """REST routes (added before the v1 resource catch-all)."""
+        return []
+
+    async def start(self) -> None:
+        """Run after the storage opened (load state, start background work)."""
+
+    async def stop(self) -> None:
+        """Run before the storage closes (stop background work)."""

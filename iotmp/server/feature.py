@@ -1,0 +1,27 @@
+"""What the server expects of a feature (properties, buckets, endpoints, ...)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+
+class Feature(Protocol):
+    """A part of the server with routes and a life between storage open and close.
+
+    ``stop`` must be safe to call when ``start`` never ran or failed half way
+    (the server's shutdown runs it after any failed start).
+    """
+
+    def routes(self) -> list[web.RouteDef]:
+        """REST routes (added before the v1 resource catch-all)."""
+        ...
+
+    async def start(self) -> None:
+        """Run after the storage opened."""
+        ...
+
+    async def stop(self) -> None:
+        """Run before the storage closes."""
+        ...
