@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,3 +25,14 @@ class Properties:
 
     async def stop(self) -> None:
         """Run before the storage closes (stop background work)."""
+
+    async def value(self, device_id: str, prop: str) -> Any:
+        """Return the value of property ``prop`` of ``device_id``; KeyError when it has none.
+
+        Other features (event subscriptions with ``current``, alarms) read through this.
+        """
+        raise KeyError(prop)
+
+    async def set_value(self, device_id: str, prop: str, value: Any) -> None:
+        """Create or replace property ``prop`` (publishes device_property_create/update)."""
+        raise NotImplementedError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,3 +25,7 @@ class Buckets:
 
     async def stop(self) -> None:
         """Run before the storage closes (stop background work)."""
+
+    async def write(self, user: str, bucket: str, record: Any, ts: int | None = None) -> None:
+        """Store one record (``ts`` in ms, default now); publishes ``bucket_write``."""
+        raise NotImplementedError
