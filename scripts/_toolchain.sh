@@ -45,7 +45,8 @@ FORKY_READY=$FORKY/.iotmp-forky-ready      # written only after a complete build
 # and gcc needs it to build any sdist that has no 3.14 wheel. (No chromium:
 # browser tests run on the minimum leg, on the host.)
 # g++: two of Home Assistant's voice packages (needed by scripts/develop) build from source.
-FORKY_PACKAGES="python3 python3-venv python3-dev gcc g++ libc6-dev ca-certificates"
+# mosquitto: the MQTT discovery test (tests/integration/test_mqtt_discovery.py) on this leg.
+FORKY_PACKAGES="python3 python3-venv python3-dev gcc g++ libc6-dev ca-certificates mosquitto"
 
 log() {
     if [[ -t 2 ]]; then
