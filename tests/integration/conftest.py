@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -26,6 +32,10 @@ from custom_components.iotmp.const import (
 )
 from iotmp.server.testing import TestDevice, TestServer, run_test_server
 from iotmp.sim.testing import TestFleet, run_virtual_devices
+
+
+MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin")
+"""Debian's mosquitto (scripts/setup installs it on the host and in the latest leg's rootfs)."""
 
 
 @pytest.fixture(autouse=True)
@@ -172,3 +182,39 @@ def find_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
             if (DOMAIN, identifier) in device.identifiers:
                 return device
     return None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def broker_port(tmp_path: Path) -> Iterator[int]:
+    """A mosquitto with anonymous logins on a loopback port (skips without mosquitto)."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto not installed")
+    port = free_port()
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert MOSQUITTO is not None
+    process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)

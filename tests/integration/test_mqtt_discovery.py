@@ -8,12 +8,6 @@ discovery configs (no iotmp config entry). Needs aiomqtt (iotmp[mqtt]) and mosqu
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,42 +19,10 @@ from iotmp.server.mqtt.settings import MqttConfig
 from iotmp.server.testing import run_test_server
 from iotmp.sim.testing import run_virtual_devices
 
+from .conftest import MOSQUITTO
+
 pytest.importorskip("aiomqtt")
-MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin")
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def broker_port(tmp_path: Path) -> Iterator[int]:
-    """A mosquitto with anonymous logins on a loopback port."""
-    port = _free_port()
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert MOSQUITTO is not None
-    process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(5)
 
 
 async def test_entities_from_discovery(
