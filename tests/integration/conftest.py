@@ -33,7 +33,6 @@ from custom_components.iotmp.const import (
 from iotmp.server.testing import TestDevice, TestServer, run_test_server
 from iotmp.sim.testing import TestFleet, run_virtual_devices
 
-
 MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin")
 """Debian's mosquitto (scripts/setup installs it on the host and in the latest leg's rootfs)."""
 
