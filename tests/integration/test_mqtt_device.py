@@ -6,7 +6,8 @@ shows them as entities like any IOTMP device's: a reading the device publishes
 reaches the entity's state, and switching the switch in Home Assistant publishes
 ``ON`` on the device's feed. (With an external broker the server cannot tell the
 feeds a device reads from those it writes, so mapped feeds are read-write: the
-photocell is a number entity here, a sensor with the built-in broker.) Needs aiomqtt (iotmp[mqtt]), paho-mqtt and mosquitto.
+photocell is a number entity here, a sensor with the built-in broker.)
+Needs aiomqtt (iotmp[mqtt]), paho-mqtt and mosquitto.
 """
 
 from __future__ import annotations
