@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -264,6 +265,99 @@ def test_config_flow_as_a_user_sees_it(stack: dict[str, Any], browser_page: Any)
     # Closing did not touch the configured entry.
     page.goto(stack["integration_url"])
     page.get_by_text("demo @ 127.0.0.1").first.wait_for()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _input_with_value(scope: Any, value: str) -> Any:
+    """The visible input of a form whose current value is ``value``."""
+    _wait_for(lambda: scope.locator("input").count() > 0, "the form's fields")
+    inputs = scope.locator("input")
+    for index in range(inputs.count()):
+        candidate = inputs.nth(index)
+        if candidate.is_visible() and candidate.input_value() == value:
+            return candidate
+    pytest.fail(f"no field with the value {value!r}")
+
+
+def test_embedded_server_as_a_user_sees_it(
+    stack: dict[str, Any], browser_page: Any, loopback: None, tmp_path: Path
+) -> None:
+    """Add integration > IOTMP > run a server in Home Assistant; add a device; it connects.
+
+    The steps a user takes for "Devices straight to Home Assistant": the embedded-server
+    form, the new device's one-time credential with its firmware lines, and the device
+    page once a (virtual) device connected with that credential.
+    """
+    page = browser_page
+    port = _free_port()
+    page.goto(stack["ha_url"] + "/config/integrations/dashboard/add?domain=iotmp")
+    page.get_by_text("Do you want to set up IOTMP?").first.wait_for()
+    page.get_by_role("button", name="OK").click()
+    dialog = page.locator("dialog-data-entry-flow")
+    dialog.get_by_text("Run an IOTMP server in Home Assistant (devices connect here)").first.click()
+    dialog.get_by_text(
+        "Devices on your network connect straight to Home Assistant"
+    ).first.wait_for()
+    _input_with_value(dialog, "0.0.0.0").fill("127.0.0.1")  # the defaults identify the fields
+    _input_with_value(dialog, "25204").fill(str(port))
+    dialog.locator("ha-switch").first.click()  # no TLS listener (its port may be taken)
+    page.wait_for_timeout(300)
+    _shot(page, "embedded-form.png")
+    dialog.get_by_role("button", name="Submit").first.click()
+    # The entry is created (and its hub device named) on the next step.
+    dialog.get_by_role("button", name="Skip and finish").first.click()
+
+    # Options of the new entry: add a device.
+    page.goto(stack["integration_url"])
+    entry = page.locator("ha-config-entry-row", has_text="IOTMP server in Home Assistant")
+    entry.first.get_by_role("button", name="Configure").first.click()
+    dialog.get_by_text("Add a device", exact=True).first.click()
+    dialog.get_by_text("1 to 32 letters, digits").first.wait_for()
+    fields = dialog.locator("input")
+    fields.nth(0).fill("garden")
+    fields.nth(1).fill("Garden sensor")
+    dialog.get_by_role("button", name="Submit").first.click()
+    dialog.get_by_text("Copy the credential now").first.wait_for()
+    text = str(dialog.first.evaluate(DEEP_TEXT))
+    credential = re.search(r"Credential:\s*\|?\s*([A-Za-z0-9_-]{16,})", text)
+    user = re.search(r"User:\s*\|?\s*([A-Za-z0-9_-]+)", text)
+    assert credential and user, text[:2000]
+    assert "IOTMP" in text and str(port) in text, text[:2000]
+    page.wait_for_timeout(300)
+    _shot(page, "embedded-credential.png")
+    dialog.get_by_role("button", name="Submit").first.click()
+
+    # A virtual environment sensor with that credential connects straight to HA.
+    log = (tmp_path / "garden.log").open("wb")
+    device = subprocess.Popen(
+        [
+            sys.executable, "-m", "iotmp", "sim", "--profile", "environment_sensor",
+            "--server", f"127.0.0.1:{port}", "--user", user.group(1),
+            "--device-id", "garden", "--name", "Garden sensor",
+            "--credential", credential.group(1), "--interval", "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        page.goto(stack["integration_url"])
+        page.get_by_text("Garden sensor", exact=True).first.click()
+
+        _wait_for(
+            lambda: "°C" in _card_text(page, "Sensors"), "the garden sensor's temperature", 30
+        )
+        assert "Connected" in _card_text(page, "Diagnostic")
+        page.wait_for_timeout(300)
+        _shot(page, "embedded-device.png")
+    finally:
+        device.terminate()
+        device.wait(10)
+        log.close()
 
 
 def test_browser_stayed_local(blocked_requests: list[str]) -> None:
