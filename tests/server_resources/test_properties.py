@@ -179,10 +179,11 @@ BAD_BODIES: list[tuple[str, str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "tail", "body", "message"), BAD_BODIES)
+@pytest.mark.parametrize("case", BAD_BODIES, ids=[c[3][:30] for c in BAD_BODIES])
 async def test_bad_bodies_get_400_and_change_nothing(
-    server: TestServer, http: aiohttp.ClientSession, method: str, tail: str, body: Any, message: str
+    server: TestServer, http: aiohttp.ClientSession, case: tuple[str, str, Any, str]
 ) -> None:
+    method, tail, body, message = case
     await call(http, server, "PUT", BASE + "/a", {"value": "before"})
     status, answer = await call(http, server, method, BASE + tail, body)
     got_status, got_message = error(status, answer)
@@ -318,6 +319,7 @@ async def test_concurrent_patches_lose_no_update(
     )
     assert all(status == 200 for status, _ in results[:20])
     status, body = await call(http, server, "GET", BASE + "/counter")
+    assert status == 200
     assert sorted(body["value"]) == sorted(keys)
     spare = await server.server.properties.list_properties("spare")
     assert sorted(p.property for p in spare) == sorted(f"s{i}" for i in range(10))
