@@ -66,6 +66,16 @@ async def cmd_delete(client: IotmpApiClient, args: argparse.Namespace, out: Text
     return ExitCode.OK
 
 
+DESCRIPTION = """\
+A device's properties: JSON values the server keeps for it.
+
+  iotmp property list DEVICE              ids and values
+  iotmp property get DEVICE PROP          the value (--json: the property object)
+  iotmp property set DEVICE PROP JSON     create the property or replace its value
+  iotmp property patch DEVICE PROP JSON   merge into the value (null deletes a member)
+  iotmp property delete DEVICE PROP
+"""
+
 _COMMANDS: dict[str, tuple[str, Command]] = {
     "list": ("list a device's properties and their values", cmd_list),
     "get": ("print a property's value (--json: the whole property)", cmd_get),
@@ -84,7 +94,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     group = commands.add_parser(
         "property",
         help="a device's properties (configuration kept on the server)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subs = group.add_subparsers(dest="property_command", metavar="ACTION", required=True)

@@ -83,3 +83,10 @@ async def test_errors_exit_1_or_2_with_a_message(
     assert code == 2
     code, out, _ = await iotmp(server, capsys, "property", "list", "lamp")
     assert (code, out) == (0, "lamp has no properties\n")
+
+
+def test_every_property_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for action in ("", "list", "get", "set", "patch", "delete"):
+        args = ["property", *([action] if action else []), "--help"]
+        assert main(args) == 0
+        assert f"usage: iotmp property {action}".rstrip() in capsys.readouterr().out
