@@ -255,6 +255,8 @@ class Properties:
                     results = await self.store.write(device_id, changes, self._check_quota)
                     break
                 except PropertyConflictError:
+                    if self.server.registry.get(device_id) is None:
+                        raise KeyError(device_id) from None  # deleted meanwhile
                     if attempt == _WRITE_ATTEMPTS:
                         raise PropertyError(
                             409, "the property changed meanwhile, try again"
