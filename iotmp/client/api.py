@@ -645,6 +645,54 @@ class IotmpApiClient:
     def __repr__(self) -> str:
         return f"IotmpApiClient({self._base_text!r})"
 
+    # -- properties -----------------------------------------------------------------------
+
+    def _property_path(self, device_id: str, prop: str | None = None) -> str:
+        path = f"{self._device_path('v3', device_id)}/properties"
+        return path if prop is None else f"{path}/{quote_segment(prop)}"
+
+    async def _property_call(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        try:
+            data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as err:
+            raise IotmpRequestError(f"value cannot be sent as JSON: {err}") from None
+        answer = await self._request(method, path, data=data, headers=_JSON_HEADERS)
+        if not isinstance(answer, dict):
+            raise IotmpApiError(f"{method} {path}: expected a property, got {_kind(answer)}")
+        return answer
+
+    async def list_properties(self, device_id: str) -> list[dict[str, Any]]:
+        """Return a device's property objects (``property``, ``name``, ..., ``value``)."""
+        path = self._property_path(device_id)
+        data = await self._request("GET", path)
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise IotmpApiError(f"GET {path}: expected a list of properties, got {_kind(data)}")
+        return data
+
+    async def get_property(self, device_id: str, prop: str) -> dict[str, Any]:
+        """One property object (:class:`IotmpNotFoundError` when the device has none)."""
+        path = self._property_path(device_id, prop)
+        data = await self._request("GET", path)
+        if not isinstance(data, dict):
+            raise IotmpApiError(f"GET {path}: expected a property, got {_kind(data)}")
+        return data
+
+    async def set_property(self, device_id: str, prop: str, value: Any) -> dict[str, Any]:
+        """Create the property or replace its value (PUT); returns the property object."""
+        return await self._property_call(
+            "PUT", self._property_path(device_id, prop), {"value": value}
+        )
+
+    async def patch_property(self, device_id: str, prop: str, fragment: Any) -> dict[str, Any]:
+        """Merge ``fragment`` into the property's value (RFC 7386: null deletes a member)."""
+        return await self._property_call(
+            "PATCH", self._property_path(device_id, prop), {"value": fragment}
+        )
+
+    async def delete_property(self, device_id: str, prop: str) -> None:
+        """Delete the property (:class:`IotmpNotFoundError` when the device has none)."""
+        await self._request("DELETE", self._property_path(device_id, prop))
+
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     """First leaf exception of a (possibly nested) exception group."""

@@ -103,14 +103,18 @@ class Accounts:
         for write in pending:
             self._write_behind(write)
 
-    async def close(self) -> None:
-        """Wait for the writes behind and close the database."""
+    async def flush(self) -> None:
+        """Wait until the writes behind (users and devices added at runtime) are stored."""
         while self._writes:
             # Drop the finished ones here: their done-callbacks need a loop turn,
             # and gather of finished tasks may complete without one (eager tasks).
             pending = list(self._writes)
             await asyncio.gather(*pending, return_exceptions=True)
             self._writes.difference_update(pending)
+
+    async def close(self) -> None:
+        """Wait for the writes behind and close the database."""
+        await self.flush()
         if self.storage is not None:
             await self.storage.close()
             self.storage = None

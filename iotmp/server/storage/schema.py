@@ -103,6 +103,29 @@ settings = Table(
 
 # -- device properties (issue 11; migration 0003_properties) ---------------------------
 
+device_properties = Table(
+    "device_properties",
+    metadata,
+    # a device's properties go with it (ON DELETE CASCADE; SQLite has foreign_keys=ON)
+    Column(
+        "device",
+        String(32),
+        ForeignKey("devices.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("property", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("type", String(16), nullable=False, default=""),
+    Column("value", JSON, nullable=False),
+    # bytes of the value's compact JSON: the per-device total is one SUM, not a scan of values
+    Column("size", BigInteger, nullable=False),
+    # Thinger's optional "perm" and "form" members, kept as sent (None when absent)
+    Column("extra", JSON, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
 
 # -- buckets and their records (issue 11; migration 0004_buckets) ----------------------
 
@@ -112,6 +135,7 @@ settings = Table(
 
 __all__ = [
     "access_tokens",
+    "device_properties",
     "devices",
     "metadata",
     "revocations",
