@@ -419,7 +419,7 @@ async def test_write_bucket_both_layouts(http: aiohttp.ClientSession, server: Te
         assert reply.payload == {"error": "bucket not found"}
         # the writes without a reply commit on their own time
         async with asyncio.timeout(5):
-            while len(rows := await server.server.buckets.read("alice", "dev_records")) < 4:
+            while len(rows := await server.server.buckets.read("alice", "dev_records")) < 4:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/dev_records/data")
         assert status == 200
@@ -529,12 +529,12 @@ async def test_retention_by_age_and_count(http: aiohttp.ClientSession, server: T
     many = [RecordRow("alice", "counted", 1000 + i // 2, {"i": i}) for i in range(13)]
     await buckets.store.insert_records(old + fresh + many)
     buckets.retention.batch = 4  # several small batches
-    buckets.retention._now_ms = lambda: now  # noqa: SLF001 - a fixed clock
+    buckets.retention._now_ms = lambda: now
     deleted = await buckets.retention.enforce()
     assert deleted == 12 + 8
     status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/aged/data")
     assert [r["ts"] for r in rows] == [now - 60_000 + i for i in range(3)]
-    status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
+    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
     assert [r["val"]["i"] for r in rows] == [8, 9, 10, 11, 12]
     assert await buckets.retention.enforce() == 0
 
@@ -552,7 +552,7 @@ async def test_retention_runs_in_background(
         http, server, "PUT", "/v1/users/alice/buckets/counted", {"retention": {"max_records": 2}}
     )
     async with asyncio.timeout(5):
-        while await buckets.store.count("alice", "counted") > 2:
+        while await buckets.store.count("alice", "counted") > 2:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
+    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
     assert [r["ts"] for r in rows] == [8, 9]

@@ -24,7 +24,7 @@ async def _grows(
     buckets: Buckets, bucket: str, beyond: int, limit: float = 5.0
 ) -> list[dict[str, Any]]:
     async with asyncio.timeout(limit):
-        while len(rows := await buckets.read("alice", bucket)) <= beyond:
+        while len(rows := await buckets.read("alice", bucket)) <= beyond:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     return rows
 
@@ -34,11 +34,13 @@ async def test_samples_across_reconnect_and_restart() -> None:
         buckets = server.server.buckets
         headers = {"Authorization": f"Bearer {server.token}"}
         body = {"bucket": "counts", "name": "Counts", "enabled": True, "config": CONFIG}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
                 f"{server.http_url}/v1/users/alice/buckets", json=body, headers=headers
-            ) as resp:
-                assert resp.status == 200
+            ) as resp,
+        ):
+            assert resp.status == 200
         assert await buckets.read("alice", "counts") == []  # offline: nothing sampled
         device, state = make_lamp("alice", "lamp", "lamp-pw")
         async with running_device(device, server.tcp_port):
