@@ -131,7 +131,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         sub.set_defaults(client_command=command, command_label=f"bucket {name}")
         if name != "list":
             sub.add_argument("bucket", metavar="BUCKET", help="bucket id")
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
         add_server_options(sub)
         return sub
 

@@ -532,7 +532,7 @@ async def test_retention_by_age_and_count(http: aiohttp.ClientSession, server: T
     buckets.retention._now_ms = lambda: now
     deleted = await buckets.retention.enforce()
     assert deleted == 12 + 8
-    status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/aged/data")
+    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/aged/data")
     assert [r["ts"] for r in rows] == [now - 60_000 + i for i in range(3)]
     _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
     assert [r["val"]["i"] for r in rows] == [8, 9, 10, 11, 12]
