@@ -693,6 +693,95 @@ class IotmpApiClient:
         """Delete the property (:class:`IotmpNotFoundError` when the device has none)."""
         await self._request("DELETE", self._property_path(device_id, prop))
 
+    # -- buckets --
+
+    def _bucket_path(self, bucket: str | None = None, tail: str = "") -> str:
+        base = f"/v1/users/{quote_segment(self.user)}/buckets"
+        return base if bucket is None else f"{base}/{quote_segment(bucket)}{tail}"
+
+    async def _post_json(self, path: str, value: Any, method: str = "POST") -> Any:
+        try:
+            data = json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as err:
+            raise IotmpRequestError(f"value cannot be sent as JSON: {err}") from None
+        return await self._request(method, path, data=data, headers=_JSON_HEADERS)
+
+    async def list_buckets(self) -> list[dict[str, Any]]:
+        """Return the user's buckets (Thinger's bucket objects)."""
+        return list(await self._request("GET", self._bucket_path()) or [])
+
+    async def create_bucket(
+        self,
+        bucket: str,
+        *,
+        name: str | None = None,
+        description: str = "",
+        config: dict[str, Any] | None = None,
+        retention: dict[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """Create a bucket (``config`` defaults to ``{"source": "api"}``)."""
+        body: dict[str, Any] = {
+            "bucket": bucket,
+            "name": name or bucket,
+            "description": description,
+            "enabled": enabled,
+            "config": config or {"source": "api"},
+        }
+        if retention is not None:
+            body["retention"] = retention
+        return dict(await self._post_json(self._bucket_path(), body))
+
+    async def get_bucket(self, bucket: str) -> dict[str, Any]:
+        """Return one bucket."""
+        return dict(await self._request("GET", self._bucket_path(bucket)))
+
+    async def delete_bucket(self, bucket: str) -> None:
+        """Delete a bucket and its records."""
+        await self._request("DELETE", self._bucket_path(bucket))
+
+    async def write_bucket(self, bucket: str, record: Any) -> None:
+        """Store one record (an object; a ``ts`` key in ms sets its time) or a list of them."""
+        await self._post_json(self._bucket_path(bucket, "/data"), record)
+
+    async def read_bucket(
+        self,
+        bucket: str,
+        *,
+        items: int | None = None,
+        sort: str | None = None,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+        agg: str | None = None,
+        agg_type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return records as ``{"ts": ms, "val": record}`` (Thinger's read parameters)."""
+        query = {"items": items, "sort": sort, "min_ts": min_ts, "max_ts": max_ts}
+        query.update(agg=agg, agg_type=agg_type)
+        params = {key: value for key, value in query.items() if value is not None}
+        path = self._bucket_path(bucket, "/data")
+        return list(await self._request("GET", path, params=params) or [])
+
+    async def export_bucket(
+        self,
+        bucket: str,
+        *,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+        timestamp_format: str = "milliseconds",
+    ) -> list[dict[str, Any]]:
+        """Export a range as JSON records ``{"ts", "val"}`` (Thinger's export, then its file)."""
+        body: dict[str, Any] = {"data_type": "json", "timestamp_format": timestamp_format}
+        if min_ts is not None:
+            body["min_ts"] = min_ts
+        if max_ts is not None:
+            body["max_ts"] = max_ts
+        made = await self._post_json(self._bucket_path(bucket, "/exports"), body)
+        if not isinstance(made, dict) or not isinstance(made.get("file"), str):
+            raise IotmpApiError("bucket export: the server named no file")
+        path = self._bucket_path(bucket, "/exports/" + quote_segment(made["file"]))
+        return list(await self._request("GET", path) or [])
+
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     """First leaf exception of a (possibly nested) exception group."""

@@ -57,6 +57,8 @@ class ServerLimits:
     bucket_record_max_bytes: int = 16_384
     buckets_per_user: int = 256
     bucket_read_max_items: int = 10_000
+    bucket_write_queue_rows: int = 10_000
+    bucket_write_batch_rows: int = 1_000
     endpoints_per_user: int = 256
     endpoint_timeout: float = 10.0
     endpoint_response_max_bytes: int = 1_048_576

@@ -97,6 +97,30 @@ _USER_ASSETS: Final = {
 }
 
 
+_BUCKET_ITEM_ACTIONS: Final = {
+    "GET": "ReadBucketConfig",
+    "PUT": "UpdateBucket",
+    "DELETE": "DeleteBucket",
+}
+_BUCKET_EXPORT_ACTIONS: Final = {"GET": "ReadBucketExport", "DELETE": "DeleteBucketExport"}
+
+
+def _bucket_scope(parts: list[str], method: str, bucket: str | None) -> Scope:
+    """Scopes of the bucket routes, named as Thinger's OpenAPI summaries name them."""
+    if bucket is None:
+        return Scope("Bucket", "*", "CreateBucket" if method == "POST" else "ListBuckets")
+    tail = parts[5:]
+    if tail[:1] == ["data"]:
+        return Scope("Bucket", bucket, "WriteBucket" if method == "POST" else "ReadBucket")
+    if tail == ["exports"]:
+        return Scope(
+            "Bucket", bucket, "CreateBucketExport" if method == "POST" else "ListBucketExports"
+        )
+    if tail[:1] == ["exports"]:
+        return Scope("Bucket", bucket, _BUCKET_EXPORT_ACTIONS.get(method, "ReadBucketExport"))
+    return Scope("Bucket", bucket, _BUCKET_ITEM_ACTIONS.get(method, "ReadBucketConfig"))
+
+
 def request_scope(request: web.Request) -> Scope | None:
     """Return the scope of a request on a device, token, bucket or endpoint route.
 
@@ -126,6 +150,8 @@ def request_scope(request: web.Request) -> Scope | None:
     if parts[-1:] == ["devices"] and len(parts) == 4:
         verb = _COLLECTION_ACTIONS.get(method, "List")
         return Scope("Device", "*", "ListDevices" if verb == "List" else "CreateDevice")
+    if len(parts) >= 4 and parts[3] == "buckets":
+        return _bucket_scope(parts, method, info.get("bucket"))
     if len(parts) >= 4 and parts[3] in _USER_ASSETS:
         kind, noun = _USER_ASSETS[parts[3]]
         ident = info.get(noun.lower())

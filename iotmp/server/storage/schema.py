@@ -13,7 +13,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -128,6 +130,43 @@ device_properties = Table(
 
 
 # -- buckets and their records (issue 11; migration 0004_buckets) ----------------------
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("bucket", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    # Thinger's "config": {"source": "api" | "write" | "device" | "mqtt", ...}
+    Column("config", JSON, nullable=False, default=dict),
+    # Thinger's "retention": {"period": n, "unit": "hours" | ...}, plus "max_records"
+    Column("retention", JSON, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+bucket_records = Table(
+    "bucket_records",
+    metadata,
+    # INTEGER PRIMARY KEY on SQLite is the rowid (autoincrement without a sequence table)
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("user", String(64), nullable=False),
+    Column("bucket", String(32), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("data", JSON, nullable=False),
+    ForeignKeyConstraint(
+        ["user", "bucket"],
+        ["buckets.user", "buckets.bucket"],
+        name="fk_bucket_records_bucket",
+        ondelete="CASCADE",
+    ),
+    # every read is a time range of one bucket: (user, bucket, ts) answers it from the index
+    Index("ix_bucket_records_user_bucket_ts", "user", "bucket", "ts"),
+)
 
 
 # -- endpoints, alarm rules and alarm instances (issue 11; migration 0005_endpoints_alarms) --
