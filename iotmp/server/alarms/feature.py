@@ -1,4 +1,4 @@
-"""Endpoints: configured calls to third-party HTTP services (issue 11)."""
+"""Alarm rules and instances (placeholder until written)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .app import IotmpServer
+    from ..app import IotmpServer
 
 
-class Endpoints:
-    """Endpoints: REST routes, CALL_ENDPOINT, endpoint_call_response events."""
+class Alarms:
+    """Alarm rules and instances: REST routes, evaluation, events."""
 
     def __init__(self, server: IotmpServer) -> None:
         self.server = server
@@ -21,7 +21,7 @@ class Endpoints:
         return []
 
     async def start(self) -> None:
-        """Run after the storage opened (load state, start background work)."""
+        """Run after the storage opened."""
 
     async def stop(self) -> None:
-        """Run before the storage closes (stop background work)."""
+        """Run before the storage closes."""
