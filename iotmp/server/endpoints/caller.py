@@ -106,7 +106,7 @@ class EndpointCaller:
         return self._busy.get(user, 0)
 
     async def call(
-        self, user: str, request: HttpRequest, *, timeout: float, verify_ssl: bool
+        self, user: str, request: HttpRequest, *, seconds: float, verify_ssl: bool
     ) -> CallResult:
         """Send ``request`` for ``user``; raises :class:`EndpointBusyError` when over the cap."""
         if self._session is None:
@@ -115,10 +115,12 @@ class EndpointCaller:
             raise EndpointBusyError(f"at most {self.in_flight} endpoint calls at once per user")
         self._busy[user] = self._busy.get(user, 0) + 1
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 return await self._send(self._session, request, verify_ssl)
         except TimeoutError:
-            return CallResult(0, error=f"endpoint did not answer within {timeout:g} s", timed_out=True)
+            return CallResult(
+                0, error=f"endpoint did not answer within {seconds:g} s", timed_out=True
+            )
         except aiohttp.ClientError as exc:
             return CallResult(0, error=_failure(exc))
         finally:
@@ -136,7 +138,7 @@ class EndpointCaller:
             request.url,
             headers=list(request.headers),
             data=request.body,
-            ssl=None if verify_ssl else False,
+            ssl=verify_ssl,  # True: verify against the system CAs
             allow_redirects=False,
         ) as response:
             status = response.status

@@ -122,7 +122,9 @@ class Endpoints:
     def __init__(self, server: IotmpServer) -> None:
         self.server = server
         limits = server.config.limits
-        self.caller = EndpointCaller(limits.endpoint_response_max_bytes, limits.endpoint_calls_in_flight)
+        self.caller = EndpointCaller(
+            limits.endpoint_response_max_bytes, limits.endpoint_calls_in_flight
+        )
         server.server_resources.register(ServerResource.CALL_ENDPOINT, self._device_call)
 
     @property
@@ -153,7 +155,7 @@ class Endpoints:
         name: str = "",
         description: str = "",
         enabled: bool = True,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the endpoint's setting, stored
         verify_ssl: bool = True,
     ) -> dict[str, Any]:
         """Create an ``http_request`` endpoint; returns its (redacted) record.
@@ -205,7 +207,7 @@ class Endpoints:
             result = await self.caller.call(
                 user,
                 request,
-                timeout=timeout,
+                seconds=timeout,
                 verify_ssl=bool(stored.config.get("verify_ssl", True)),
             )
         except EndpointBusyError as exc:
@@ -332,9 +334,7 @@ class Endpoints:
         """``PUT /v1/users/{u}/endpoints/{e}`` (only the fields sent change)."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(
-            await _rest(self._update(user, request.match_info["endpoint"], body))
-        )
+        return json_response(await _rest(self._update(user, request.match_info["endpoint"], body)))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         """``DELETE /v1/users/{u}/endpoints/{e}``."""

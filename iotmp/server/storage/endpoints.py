@@ -40,7 +40,7 @@ class EndpointStore:
         self.engine = engine
 
     async def for_user(self, user: str) -> list[StoredEndpoint]:
-        """The user's endpoints, by id."""
+        """Return the user's endpoints, by id."""
         query = select(table).where(table.c.user == user).order_by(table.c.endpoint)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
