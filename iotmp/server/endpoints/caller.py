@@ -123,6 +123,8 @@ class EndpointCaller:
             )
         except aiohttp.ClientError as exc:
             return CallResult(0, error=_failure(exc))
+        except ValueError as exc:  # a request aiohttp refuses to build; its text may hold the URL
+            return CallResult(0, error=f"endpoint request could not be sent ({type(exc).__name__})")
         finally:
             left = self._busy[user] - 1
             if left:

@@ -109,6 +109,22 @@ def _headers(raw: Any) -> list[dict[str, str]]:
     return result
 
 
+def _check_one_authorization(url: str, headers: Any) -> None:
+    """Refuse credentials in the URL together with an Authorization header (both set it)."""
+    try:
+        has_userinfo = "@" in urlsplit(url).netloc
+    except ValueError:
+        raise EndpointConfigError("config.url is not a valid URL") from None
+    if has_userinfo and any(_key(h).lower() == "authorization" for h in headers):
+        raise EndpointConfigError(
+            "credentials in the URL and an Authorization header cannot be combined"
+        )
+
+
+def _key(header: Any) -> str:
+    return str(header["key"] if isinstance(header, Mapping) else header[0])
+
+
 def parse_config(raw: Any) -> dict[str, Any]:
     """Check an ``http_request`` config and return it in its stored form."""
     if not isinstance(raw, Mapping):
@@ -129,10 +145,12 @@ def parse_config(raw: Any) -> dict[str, Any]:
         body = ""
     if not isinstance(body, str) or len(body) > MAX_BODY_TEMPLATE:
         raise EndpointConfigError(f"config.body must be a text of at most {MAX_BODY_TEMPLATE}")
+    url, headers = _http_url(raw.get("url")), _headers(raw.get("headers"))
+    _check_one_authorization(url, headers)
     config: dict[str, Any] = {
-        "url": _http_url(raw.get("url")),
+        "url": url,
         "method": method.upper(),
-        "headers": _headers(raw.get("headers")),
+        "headers": headers,
         "body": body,
         "body_type": body_type,
     }
@@ -311,6 +329,7 @@ def build_request(config: Mapping[str, Any], payload: Any) -> HttpRequest:
         if "\r" in value or "\n" in value:
             raise EndpointConfigError(f"header {header['key']} would contain a line break")
         headers.append((header["key"], value))
+    _check_one_authorization(url, headers)
     body: bytes | None = None
     body_type = config.get("body_type", "json")
     if body_type == "json" and payload is not ABSENT:
