@@ -381,11 +381,16 @@ async def _reference_device(server: TestServer) -> RawPeer:
     return peer
 
 
+_STASH: dict[tuple[int, int], Message] = {}
+
+
 async def _reply(peer: RawPeer, stream_id: int) -> Message:
-    while True:
-        message: Message = await peer.receive()
-        if message.stream_id == stream_id and message.type in (MessageType.OK, MessageType.ERROR):
-            return message
+    """Next OK/ERROR on ``stream_id`` (replies to concurrent calls come in any order)."""
+    while (id(peer), stream_id) not in _STASH:
+        message = await peer.receive()
+        if message.type in (MessageType.OK, MessageType.ERROR):
+            _STASH[(id(peer), message.stream_id)] = message
+    return _STASH.pop((id(peer), stream_id))
 
 
 @pytest.mark.parametrize(
@@ -459,4 +464,5 @@ async def test_device_call_endpoint(
                 extra = await peer.receive(limit=0.3)
                 raise AssertionError(f"unexpected reply {extra}")
         finally:
+            _STASH.clear()
             await peer.close()
