@@ -1,9 +1,10 @@
-"""A local HTTP service for endpoint tests: what a third-party API looks like from the server.
+"""Helpers of the endpoint and alarm tests: a local HTTP service standing for a third party.
 
 Paths: ``/ok`` (200 JSON echoing the body), ``/text`` (200 text), ``/fail``
 (500 text), ``/denied`` (401), ``/empty`` (204), ``/slow`` (answers only when
 released or after 10 s), ``/big`` (a chunked body of ``big_size`` bytes).
 Every request is recorded in :attr:`Target.seen` and put on :attr:`Target.arrivals`.
+Also :func:`api` (a REST call) and :func:`next_event` (an events-socket read).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+
+from iotmp.server.testing import TestServer
 
 
 @dataclass(frozen=True)
@@ -125,3 +129,30 @@ async def running_target(big_size: int = 4000) -> AsyncIterator[Target]:
         yield target
     finally:
         await target.stop()
+
+
+async def api(
+    http: aiohttp.ClientSession,
+    server: TestServer,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+) -> tuple[int, Any]:
+    """Call the server's REST API: ``(status, JSON body or text)``."""
+    headers = {"Authorization": f"Bearer {token or server.token}"}
+    async with http.request(method, server.http_url + path, json=body, headers=headers) as resp:
+        text = await resp.text()
+        if resp.content_type == "application/json" and text:
+            return resp.status, await resp.json()
+        return resp.status, text
+
+
+async def next_event(ws: aiohttp.ClientWebSocketResponse, name: str, limit: float = 5.0) -> Any:
+    """Read an events socket until an event called ``name`` comes (others are skipped)."""
+    async with asyncio.timeout(limit):
+        while True:
+            frame = await ws.receive_json()
+            if frame.get("event") == name:
+                return frame
