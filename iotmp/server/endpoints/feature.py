@@ -404,7 +404,7 @@ async def _rest(awaitable: Any) -> Any:
 
 
 def call_response(result: CallResult) -> web.Response:
-    """Answer a REST call with the target's status and body.
+    """Answer a REST call with the target's status and body (always JSON: text as a string).
 
     No response: 504 (timeout) or 502 with the reason. A target's 401/403/407
     become 502 (they would read as the caller's own token being refused).
@@ -416,9 +416,7 @@ def call_response(result: CallResult) -> web.Response:
         raise ApiError(502, f"endpoint answered {status}")
     if result.payload is ABSENT or status in (204, 304):
         return web.Response(status=status)
-    if isinstance(result.payload, str):
-        return web.Response(text=result.payload, status=status, content_type="text/plain")
-    return json_response(result.payload, status=status)
+    return json_response(result.payload, status=status)  # a text answer as a JSON string
 
 
 __all__ = ["EndpointError", "Endpoints", "call_response", "endpoint_record"]
