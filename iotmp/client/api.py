@@ -782,6 +782,58 @@ class IotmpApiClient:
         path = self._bucket_path(bucket, "/exports/" + quote_segment(made["file"]))
         return list(await self._request("GET", path) or [])
 
+    # -- endpoints --
+
+    async def list_endpoints(self) -> list[dict[str, Any]]:
+        """Return the account's endpoints (``GET /v1/users/{u}/endpoints``)."""
+        data = await self._request("GET", f"/v1{self._user_path()}/endpoints")
+        return [item for item in data or [] if isinstance(item, dict)]
+
+    async def call_endpoint(self, endpoint_id: str, payload: Any = ABSENT) -> Any:
+        """Call an endpoint with an optional JSON ``payload``; returns its (decoded) answer.
+
+        None when the target answered with an empty body. A target's error status
+        raises :class:`IotmpApiError` with that status.
+        """
+        data: bytes | None = None
+        if payload is not ABSENT:
+            try:
+                data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+            except (TypeError, ValueError) as err:
+                raise IotmpRequestError(f"payload cannot be sent as JSON: {err}") from None
+        path = f"/v1{self._user_path()}/endpoints/{quote_segment(endpoint_id)}/call"
+        return await self._request("POST", path, data=data, headers=_JSON_HEADERS)
+
+    # -- alarms --
+
+    async def list_alarm_rules(self) -> list[dict[str, Any]]:
+        """Return the account's alarm rules."""
+        data = await self._request("GET", f"/v1{self._user_path()}/alarms/rules")
+        return [item for item in data or [] if isinstance(item, dict)]
+
+    async def list_alarm_instances(
+        self, *, rule: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return alarm instances, newest first (optionally of one rule or in one state)."""
+        params = {k: v for k, v in (("rule", rule), ("state", state)) if v}
+        data = await self._request(
+            "GET", f"/v1{self._user_path()}/alarms/instances", params=params or None
+        )
+        return [item for item in data or [] if isinstance(item, dict)]
+
+    async def acknowledge_alarm(
+        self, instance_id: str, annotation: str | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge an alarm instance; returns the updated instance."""
+        body: dict[str, Any] = {"state": "acknowledged"}
+        if annotation is not None:
+            body["annotation"] = annotation
+        path = f"/v1{self._user_path()}/alarms/instances/{quote_segment(instance_id)}"
+        data = await self._request(
+            "PUT", path, data=json.dumps(body).encode(), headers=_JSON_HEADERS
+        )
+        return data if isinstance(data, dict) else {}
+
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     """First leaf exception of a (possibly nested) exception group."""

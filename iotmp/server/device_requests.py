@@ -31,11 +31,19 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class ServerResourceError(Exception):
-    """A device's server-resource request cannot be served (ERROR ``{"error": message}``)."""
+    """A device's server-resource request cannot be served (ERROR ``{"error": message}``).
 
-    def __init__(self, message: str) -> None:
+    ``details`` are further fields of the ERROR's payload (CALL_ENDPOINT adds ``status``).
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details
+
+    def reply(self) -> Reply:
+        """Return the ERROR reply: PAYLOAD ``{"error": message, **details}``."""
+        return Reply.error(payload={"error": self.message, **self.details})
 
 
 RunHandler = Callable[["DeviceState", ServerResourceCall], Awaitable[Any]]
@@ -113,7 +121,7 @@ class DeviceRequests(RequestHandler):
         try:
             payload = await handler(self.device, call)
         except ServerResourceError as exc:
-            return _error(exc.message)
+            return exc.reply()
         except RemoteError:
             raise
         return Reply.success(payload)
@@ -129,7 +137,7 @@ class DeviceRequests(RequestHandler):
         try:
             payload = await handlers[0](self.device, call, request)
         except ServerResourceError as exc:
-            return _error(exc.message)
+            return exc.reply()
         self._codes[request.stream_id] = call.code
         return Reply.success(payload)
 

@@ -95,6 +95,11 @@ _USER_ASSETS: Final = {
     "buckets": ("Bucket", "Bucket"),
     "endpoints": ("Endpoint", "Endpoint"),
 }
+# /v1/users/{user}/alarms/<segment>[/{id}] -> (permission type, noun, id placeholder)
+_ALARM_ASSETS: Final = {
+    "rules": ("AlarmRule", "AlarmRule", "rule"),
+    "instances": ("AlarmInstance", "AlarmInstance", "instance"),
+}
 
 
 _BUCKET_ITEM_ACTIONS: Final = {
@@ -122,7 +127,7 @@ def _bucket_scope(parts: list[str], method: str, bucket: str | None) -> Scope:
 
 
 def request_scope(request: web.Request) -> Scope | None:
-    """Return the scope of a request on a device, token, bucket or endpoint route.
+    """Return the scope of a request on a device, token, bucket, endpoint or alarm route.
 
     None for other routes (a user's session token may do anything there).
     """
@@ -152,6 +157,13 @@ def request_scope(request: web.Request) -> Scope | None:
         return Scope("Device", "*", "ListDevices" if verb == "List" else "CreateDevice")
     if len(parts) >= 4 and parts[3] == "buckets":
         return _bucket_scope(parts, method, info.get("bucket"))
+    if len(parts) >= 5 and parts[3] == "alarms" and parts[4] in _ALARM_ASSETS:
+        kind, noun, placeholder = _ALARM_ASSETS[parts[4]]
+        ident = info.get(placeholder)
+        if ident is None:
+            verb = _COLLECTION_ACTIONS.get(method, "List")
+            return Scope(kind, "*", f"{verb}{noun}s" if verb == "List" else f"{verb}{noun}")
+        return Scope(kind, ident, f"{_ITEM_ACTIONS.get(method, 'Read')}{noun}")
     if len(parts) >= 4 and parts[3] in _USER_ASSETS:
         kind, noun = _USER_ASSETS[parts[3]]
         ident = info.get(noun.lower())

@@ -59,6 +59,8 @@ devices = Table(
 
 access_tokens = Table(
     "access_tokens",
+    "bucket_records",
+    "buckets",
     metadata,
     Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
     Column("id", String(64), primary_key=True),
@@ -171,11 +173,63 @@ bucket_records = Table(
 
 # -- endpoints, alarm rules and alarm instances (issue 11; migration 0005_endpoints_alarms) --
 
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("endpoint", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("type", String(64), nullable=False),
+    # url, method, headers (secrets in clear: they are needed to call), body template...
+    Column("config", JSON, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+alarm_rules = Table(
+    "alarm_rules",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("rule", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("description", String(255), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("severity", BigInteger, nullable=False, default=0),
+    Column("source", JSON, nullable=False),
+    Column("condition", JSON, nullable=False),
+    Column("endpoint", String(64), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+alarm_instances = Table(
+    "alarm_instances",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("instance", String(64), primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", JSON, nullable=True),
+    Column("annotation", String(512), nullable=False, default=""),
+    Column("raised", BigInteger, nullable=False),
+    Column("acknowledged", BigInteger, nullable=True),
+    Column("cleared", BigInteger, nullable=True),
+    Column("modified", BigInteger, nullable=False),
+    Index("ix_alarm_instances_user_rule", "user", "rule"),
+)
+
 
 __all__ = [
     "access_tokens",
+    "alarm_instances",
+    "alarm_rules",
+    "bucket_records",
+    "buckets",
     "device_properties",
     "devices",
+    "endpoints",
     "metadata",
     "revocations",
     "settings",
