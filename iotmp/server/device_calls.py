@@ -25,7 +25,7 @@ from iotmp.protocol.message import ABSENT
 from iotmp.protocol.server_resources import ServerResource, ServerResourceCall
 
 from .device_requests import ServerResourceError
-from .syncs import SyncError, SyncTable
+from .syncs import SyncError, SyncTable, SyncTimeout
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -187,6 +187,8 @@ class DeviceCalls:
                 slots=slots,
                 timeout=max(0.0, deadline - loop.time()),
             )
+        except SyncTimeout:  # name the timeout asked for, not what was left of it
+            raise ServerResourceError(f"sync {sync!r} still locked after {timeout:g} s") from None
         except SyncError as exc:
             raise ServerResourceError(str(exc)) from None
         return ABSENT

@@ -34,6 +34,10 @@ class SyncError(Exception):
     """A LOCK / UNLOCK cannot be served; the message says why."""
 
 
+class SyncTimeout(SyncError):
+    """A LOCK waited its whole timeout without being granted."""
+
+
 @dataclass(eq=False, slots=True)
 class _Waiter:
     holder: Holder
@@ -110,7 +114,7 @@ class SyncTable:
             if waiter.granted:  # granted at the very moment the wait ran out: keep it
                 return
             self._abandon(key, entry, waiter)
-            raise SyncError(f"sync {sync!r} still locked after {timeout:g} s") from None
+            raise SyncTimeout(f"sync {sync!r} still locked after {timeout:.3g} s") from None
         except BaseException:
             self._abandon(key, entry, waiter)
             raise

@@ -92,6 +92,8 @@ class RawPeer:
         self.writer = writer
         self.decoder = MessageDecoder()
         self.inbox: list[Message] = []
+        self.raw = bytearray()
+        """Every byte received so far."""
 
     @classmethod
     async def open(cls, port: int) -> RawPeer:
@@ -128,6 +130,7 @@ class RawPeer:
                     data = await self.reader.read(65536)
                     if not data:
                         raise EOFError("server closed the connection")
+                    self.raw.extend(data)
                     self.inbox.extend(self.decoder.feed(data))
                 message = self.inbox.pop(0)
                 if message.type != MessageType.KEEP_ALIVE:

@@ -33,7 +33,9 @@ LAMP_LED = "e2 84 6c616d70 83 6c6564"  # ["lamp", "led"]
 DOOR = "84 646f6f72"  # "door"
 
 
-def run_body(layout: str, code: int, target: str, payload: str | None, stream_id: int | None) -> str:
+def run_body(
+    layout: str, code: int, target: str, payload: str | None, stream_id: int | None
+) -> str:
     """The body of a server-resource RUN, fields in ascending order as the SDK sends them."""
     head = "" if stream_id is None else sid(stream_id)
     data = "" if payload is None else "1a " + payload
@@ -55,7 +57,14 @@ Call = Callable[[Device], Awaitable[Any]]
 
 CASES: dict[str, tuple[Call, int, str, str | None, Any, Any]] = {
     # name: (call, code, target, payload, the peer's OK payload, what the call returns)
-    "get_property": (lambda d: d.get_property("config"), 1, CONFIG, None, {"on": True}, {"on": True}),
+    "get_property": (
+        lambda d: d.get_property("config"),
+        1,
+        CONFIG,
+        None,
+        {"on": True},
+        {"on": True},
+    ),
     "set_property": (lambda d: d.set_property("state", True), 2, STATE, TRUE, None, None),
     "call_device": (lambda d: d.call_device("lamp", "led", True), 3, LAMP_LED, TRUE, None, None),
     "call_endpoint": (lambda d: d.call_endpoint("hook"), 4, HOOK, None, "sent", "sent"),
@@ -77,7 +86,14 @@ CASES: dict[str, tuple[Call, int, str, str | None, Any, Any]] = {
         None,
         None,
     ),
-    "unlock_sync": (lambda d: d.unlock_sync("door", lock="a"), 7, DOOR, "c1 84 6c6f636b 81 61", None, None),
+    "unlock_sync": (
+        lambda d: d.unlock_sync("door", lock="a"),
+        7,
+        DOOR,
+        "c1 84 6c6f636b 81 61",
+        None,
+        None,
+    ),
 }
 
 
@@ -197,6 +213,6 @@ async def test_a_refused_subscription_reports_the_servers_message(peer: Recordin
     device = sdk_device("alice", "dev1", "pw")
     async with running(device, peer.port):
         subscription = device.subscribe_event("device_topic_publish", lambda _e: None)
-        with pytest.raises(ServerCallError, match="^not supported$"):
+        with pytest.raises(ServerCallError, match=r"^not supported$"):
             await subscription.wait_active(WAIT)
         assert not subscription.active
