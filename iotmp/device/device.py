@@ -73,6 +73,7 @@ from ..protocol.transport import (
     open_tcp,
     open_websocket,
 )
+from .server_calls import ServerCallLayout, ServerCalls
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -186,8 +187,12 @@ def stream_interval_ms(parameters: Any) -> int:
     return 0
 
 
-class Device:
-    """A virtual IOTMP device: declared resources plus a (re)connecting client session."""
+class Device(ServerCalls):
+    """A virtual IOTMP device: declared resources plus a (re)connecting client session.
+
+    The calls it makes on its server (properties, buckets, endpoints, other
+    devices, syncs, event subscriptions) come from :class:`~.server_calls.ServerCalls`.
+    """
 
     def __init__(
         self,
@@ -200,6 +205,7 @@ class Device:
         max_reconnect_delay: float | None = None,
         jitter: float = 0.1,
         name: str | None = None,
+        server_call_layout: ServerCallLayout = "embedded",
     ) -> None:
         """Declare the device; add resources with the ``*_resource`` methods.
 
@@ -207,6 +213,8 @@ class Device:
         ``max_reconnect_delay`` it doubles per failed attempt up to that value
         ([Embedded] back-off), else it stays constant ([Linux]). ``jitter`` is
         the +- fraction of random spread added to each wait.
+        ``server_call_layout`` is how server calls are laid out (see
+        :mod:`.server_calls`).
         """
         self.user = user
         self.device_id = device_id
@@ -227,6 +235,7 @@ class Device:
         """Why the last connection attempt or session ended badly, if it did."""
         self._stop = asyncio.Event()
         self._running = False
+        self._init_server_calls(server_call_layout)
 
     # --------------------------------------------------------- declaration
 
@@ -464,6 +473,7 @@ class Device:
         self.session = session
         self.connections += 1
         self.connected.set()
+        self._logged_in(session)  # subscriptions are opened again after every login
         try:
             stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             waiters: list[asyncio.Future[Any]] = [stop_wait, session.closed]

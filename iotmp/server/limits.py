@@ -65,6 +65,11 @@ class ServerLimits:
     endpoint_calls_in_flight: int = 16
     alarm_rules_per_user: int = 256
     event_subscriptions_per_device: int = 32
+    event_subscription_queue: int = 256
+    sync_locks_per_device: int = 32
+    sync_lock_timeout: float = 30.0
+    sync_lock_max_timeout: float = 300.0
+    sync_max_slots: int = 1024
 
     @property
     def value_limits(self) -> Limits:

@@ -22,7 +22,17 @@ from .behaviours import BEHAVIOURS, DEFAULT_BEHAVIOUR, KIND_FN
 PROFILES_DIR: Final = Path(__file__).parent / "profiles"
 PROFILE_SUFFIXES: Final = (".json", ".yaml", ".yml")
 
-_TOP_KEYS: Final = {"name", "device_id", "device_name", "description", "resources"}
+_TOP_KEYS: Final = {
+    "name",
+    "device_id",
+    "device_name",
+    "description",
+    "resources",
+    "bucket_writes",
+    "config_property",
+}
+_BUCKET_WRITE_KEYS: Final = {"bucket", "resources", "every"}
+_CONFIG_KEYS: Final = {"property", "resources"}
 _RESOURCE_KEYS: Final = {
     "name",
     "kind",
@@ -98,6 +108,31 @@ class ResourceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BucketWrite:
+    """Write the values of ``resources`` to data bucket ``bucket`` every ``every`` seconds.
+
+    The record maps each resource name to its value; a single resource whose
+    value is an object is written as that object.
+    """
+
+    bucket: str
+    resources: tuple[str, ...]
+    every: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProperty:
+    """Read property ``property`` at every login and on each update; apply its fields.
+
+    Each field of the (object) value that names one of ``resources`` is written
+    to that input resource, with the same checks as a write from the server.
+    """
+
+    property: str
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """A validated device profile."""
 
@@ -107,6 +142,8 @@ class Profile:
     resources: tuple[ResourceSpec, ...]
     description: str = ""
     source: str = "<memory>"
+    bucket_writes: tuple[BucketWrite, ...] = ()
+    config_property: ConfigProperty | None = None
 
     def __getitem__(self, name: str) -> ResourceSpec:
         """Return the resource called ``name`` (KeyError if there is none)."""
@@ -243,6 +280,79 @@ def _parse_resource(raw: Any, index: int, source: str) -> ResourceSpec:
     )
 
 
+def _names(raw: Any, where: str, source: str, allowed: dict[str, ResourceSpec]) -> tuple[str, ...]:
+    """Check a list of resource names, each one of ``allowed``; return them."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+        raise _fail(source, where, "'resources' must be a non-empty list of resource names")
+    for name in raw:
+        if name not in allowed:
+            raise _fail(
+                source,
+                where,
+                f"'resources' names {name!r}, which is not one of {', '.join(allowed) or 'none'}",
+            )
+    if len(set(raw)) != len(raw):
+        raise _fail(source, where, "'resources' lists a resource twice")
+    return tuple(raw)
+
+
+def _parse_bucket_writes(
+    raw: Any, source: str, specs: tuple[ResourceSpec, ...]
+) -> tuple[BucketWrite, ...]:
+    if not isinstance(raw, list):
+        raise _fail(source, "bucket_writes", "must be a list of {bucket, resources, every}")
+    valued = {s.name: s for s in specs if s.kind != "run"}
+    result: list[BucketWrite] = []
+    for index, item in enumerate(raw):
+        where = f"bucket_writes #{index + 1}"
+        if not isinstance(item, Mapping):
+            raise _fail(source, where, "must be an object {bucket, resources, every}")
+        unknown = sorted(set(item) - _BUCKET_WRITE_KEYS)
+        if unknown:
+            raise _fail(
+                source,
+                where,
+                f"unknown key(s) {', '.join(unknown)} "
+                f"(allowed: {', '.join(sorted(_BUCKET_WRITE_KEYS))})",
+            )
+        bucket = item.get("bucket")
+        if not isinstance(bucket, str) or not _ID_RE.match(bucket):
+            raise _fail(
+                source, where, f"'bucket' must be 1-64 letters, digits or _.:-, got {bucket!r}"
+            )
+        every = item.get("every")
+        if isinstance(every, bool) or not isinstance(every, int | float) or not every > 0:
+            raise _fail(source, where, "'every' must be a positive number of seconds")
+        names = _names(item.get("resources"), where, source, valued)
+        result.append(BucketWrite(bucket, names, float(every)))
+    return tuple(result)
+
+
+def _parse_config_property(
+    raw: Any, source: str, specs: tuple[ResourceSpec, ...]
+) -> ConfigProperty:
+    where = "config_property"
+    if not isinstance(raw, Mapping):
+        raise _fail(source, where, "must be an object {property, resources?}")
+    unknown = sorted(set(raw) - _CONFIG_KEYS)
+    if unknown:
+        raise _fail(
+            source,
+            where,
+            f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_CONFIG_KEYS))})",
+        )
+    prop = raw.get("property")
+    if not isinstance(prop, str) or not _ID_RE.match(prop):
+        raise _fail(source, where, f"'property' must be 1-64 letters, digits or _.:-, got {prop!r}")
+    inputs = {s.name: s for s in specs if s.has_input}
+    if not inputs:
+        raise _fail(source, where, "the profile has no input resource to configure")
+    names = (
+        tuple(inputs) if "resources" not in raw else _names(raw["resources"], where, source, inputs)
+    )
+    return ConfigProperty(prop, names)
+
+
 def parse_profile(data: Any, *, source: str = "<memory>", default_name: str = "") -> Profile:
     """Validate already-decoded profile data (a dict) and build a :class:`Profile`."""
     if not isinstance(data, Mapping):
@@ -289,13 +399,19 @@ def parse_profile(data: Any, *, source: str = "<memory>", default_name: str = ""
                     f"behaviour '{spec.behaviour}': param '{param}' names unknown "
                     f"resource {target!r}",
                 )
+    specs = tuple(resources)
+    bucket_writes = _parse_bucket_writes(data.get("bucket_writes", []), source, specs)
+    raw_config = data.get("config_property")
+    config = None if raw_config is None else _parse_config_property(raw_config, source, specs)
     return Profile(
         name=name,
         device_id=device_id,
         device_name=device_name,
-        resources=tuple(resources),
+        resources=specs,
         description=description,
         source=source,
+        bucket_writes=bucket_writes,
+        config_property=config,
     )
 
 

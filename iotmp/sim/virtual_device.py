@@ -14,6 +14,12 @@ What the server sees matches real firmware (reference-device observations):
 * input_output resources answer RUN with the output computed from the input
   (a RUN without payload returns the current output);
 * run resources count their runs in ``state``.
+
+A profile may also make the device use its server (:mod:`.server_use`):
+``bucket_writes`` writes resource values to a data bucket every N seconds;
+``config_property`` reads a property at every login and on each update
+(``device_property_create`` / ``device_property_update`` subscriptions) and
+writes its fields to the device's input resources.
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from iotmp.device import (
     TransportKind,
 )
 from iotmp.device import ResourceError as DeviceResourceError
+from iotmp.protocol.errors import IotmpError
 from iotmp.protocol.message import ABSENT
 
 from .behaviours import ResourceError
-from .profile import Profile
+from .profile import BucketWrite, Profile
+from .server_use import bucket_record, config_fields, is_config_update
 from .simulation import Command, DeviceSimulation
 
 _LOGGER = logging.getLogger(__name__)
@@ -113,7 +121,13 @@ class VirtualDevice:
         )
         self._changed = asyncio.Event()
         self._reported_up = False
+        self.buckets_written = 0
+        """Bucket records the server accepted (``bucket_writes``)."""
+        self.configs_applied: list[Any] = []
+        """Configuration values applied so far (``config_property``), oldest first."""
+        self._bucket_failing: set[str] = set()
         self._declare()
+        self._subscribe_config()
 
     # ------------------------------------------------------------------ views
 
@@ -211,6 +225,73 @@ class VirtualDevice:
             while not predicate(self.state):
                 await self._changed.wait()
 
+    # ------------------------------------------------------------ server use
+
+    def _subscribe_config(self) -> None:
+        config = self.profile.config_property
+        if config is None:
+            return
+        for event in ("device_property_create", "device_property_update"):
+            self.device.subscribe_event(event, self._on_config_event, {"property": config.property})
+
+    async def _on_config_event(self, event: Any) -> None:
+        config = self.profile.config_property
+        if config is not None and is_config_update(config, self.device_id, event):
+            await self.apply_config(event.get("value"))
+
+    async def _read_config(self) -> None:
+        """Apply the configuration property as it is now (after a login)."""
+        config = self.profile.config_property
+        if config is None:
+            return
+        try:
+            value = await self.device.get_property(config.property)
+        except IotmpError as exc:
+            _LOGGER.debug("%s: no configuration %r: %s", self.device_id, config.property, exc)
+            return
+        await self.apply_config(value)
+
+    async def apply_config(self, value: Any) -> list[str]:
+        """Write the configuration's fields to their resources; returns the names written."""
+        config = self.profile.config_property
+        if config is None:
+            return []
+        written: list[str] = []
+        for name, field in config_fields(config, value):
+            try:
+                self._write(name, field)
+            except DeviceResourceError as exc:
+                _LOGGER.info("%s: config %s=%r refused: %s", self.device_id, name, field, exc)
+                continue
+            written.append(name)
+            try:
+                await self.device.stream(name)
+            except IotmpError as exc:
+                _LOGGER.debug("%s: streaming %s failed: %s", self.device_id, name, exc)
+        self.configs_applied.append(value)
+        self._notify()
+        return written
+
+    async def _bucket_loop(self, write: BucketWrite) -> None:
+        """Write ``write``'s record every ``write.every`` seconds while connected."""
+        while True:
+            await asyncio.sleep(write.every)
+            if not self.connected:
+                continue
+            try:
+                await self.device.write_bucket(write.bucket, bucket_record(self.sim, write))
+            except IotmpError as exc:
+                # Once per failure spell at INFO: a missing bucket must not flood the log.
+                level = logging.DEBUG if write.bucket in self._bucket_failing else logging.INFO
+                self._bucket_failing.add(write.bucket)
+                _LOGGER.log(
+                    level, "%s: write to bucket %s failed: %s", self.device_id, write.bucket, exc
+                )
+                continue
+            self._bucket_failing.discard(write.bucket)
+            self.buckets_written += 1
+            self._notify()
+
     # ------------------------------------------------------------ behaviour
 
     async def step(self) -> list[str]:
@@ -249,6 +330,9 @@ class VirtualDevice:
                 await asyncio.sleep(0)
                 continue
             self._report(True, session.transport.peer)
+            if self.profile.config_property is not None:
+                with contextlib.suppress(IotmpError):
+                    session.spawn(self._read_config(), "read config")
             reason = await session.wait_closed()
             self._report(False, reason)
             while self.device.session is session:  # noqa: ASYNC110 (no event for "cleared")
@@ -285,6 +369,10 @@ class VirtualDevice:
         async with asyncio.TaskGroup() as group:
             ticker = group.create_task(self._tick_loop(), name=f"{self.device_id} tick")
             watcher = group.create_task(self._watch_connection(), name=f"{self.device_id} watch")
+            writers = [
+                group.create_task(self._bucket_loop(write), name=f"{self.device_id} bucket")
+                for write in self.profile.bucket_writes
+            ]
             try:
                 await self.device.run(
                     host,
@@ -297,6 +385,8 @@ class VirtualDevice:
                 )
             finally:
                 ticker.cancel()
+                for writer in writers:
+                    writer.cancel()
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
