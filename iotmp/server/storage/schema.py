@@ -59,8 +59,6 @@ devices = Table(
 
 access_tokens = Table(
     "access_tokens",
-    "bucket_records",
-    "buckets",
     metadata,
     Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
     Column("id", String(64), primary_key=True),
