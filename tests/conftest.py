@@ -9,7 +9,10 @@ the pure protocol/server/client tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 # The test machines are shared and noisy: Hypothesis' default 200 ms per-example
@@ -19,10 +22,16 @@ settings.register_profile("iotmp", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "iotmp"))
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test's servers keep their data under its tmp_path, never in ~/.local/share."""
+    monkeypatch.setenv("IOTMP_DATA_DIR", str(tmp_path / "iotmp-data"))
+    yield
+
+
 try:  # pytest-socket comes with Home Assistant's test package only
     import pytest_socket  # noqa: F401
 except ImportError:
-    import pytest
 
     @pytest.fixture
     def socket_enabled() -> None:
@@ -36,6 +45,4 @@ def pytest_configure(config: object) -> None:
     import iotmp
 
     if "site-packages" not in (iotmp.__file__ or ""):
-        import pytest
-
         pytest.exit(f"iotmp imported from {iotmp.__file__}, not from the installed wheel", 4)

@@ -1,10 +1,8 @@
 """Virtual devices that use their server: bucket writes and a configuration property.
 
-The devices run against the real server. Its WRITE_BUCKET and
-READ_DEVICE_PROPERTY codes belong to features built in parallel, so the tests
-register stand-in handlers on the server's own table (``server_resources``),
-exactly where those features plug in; property updates are published on the
-server's event bus as the properties feature publishes them.
+The devices run against the real server with its real buckets and properties
+(SQLite): what a device writes is read back from the bucket, and the
+configuration property is changed through the server's properties feature.
 """
 
 from __future__ import annotations
@@ -15,11 +13,6 @@ from typing import Any
 
 import pytest
 
-from iotmp.protocol.message import ABSENT
-from iotmp.protocol.server_resources import ServerResource, ServerResourceCall
-from iotmp.server.device_requests import ServerResourceError
-from iotmp.server.events import make_event
-from iotmp.server.registry import DeviceState
 from iotmp.server.testing import TestServer, run_test_server
 from iotmp.sim.profile import ProfileError, builtin_profiles, parse_profile
 from iotmp.sim.testing import run_virtual_devices
@@ -93,15 +86,9 @@ def test_profile_errors_name_the_key(extra: dict[str, Any], message: str) -> Non
 
 
 async def test_a_device_writes_its_values_to_a_bucket(server: TestServer) -> None:
-    records: list[tuple[str, str, Any]] = []
-
-    async def write_bucket(device: DeviceState, call: ServerResourceCall) -> Any:
-        if call.target == "missing":
-            raise ServerResourceError("bucket 'missing' does not exist")
-        records.append((device.id, call.target, call.payload))
-        return ABSENT
-
-    server.server.server_resources.register(ServerResource.WRITE_BUCKET, write_bucket)
+    buckets = server.server.buckets
+    await buckets.create("alice", "air")
+    await buckets.create("alice", "all")
     profile = parse_profile(
         {
             **SENSOR,
@@ -116,50 +103,48 @@ async def test_a_device_writes_its_values_to_a_bucket(server: TestServer) -> Non
         await fleet.wait_connected()
         probe = fleet["probe"]
         await probe.wait_for(lambda _state: probe.buckets_written >= 4, WAIT)
-    by_bucket: dict[str, list[Any]] = {}
-    for device_id, bucket, record in records:
-        assert device_id == "probe"
-        by_bucket.setdefault(bucket, []).append(record)
-    assert by_bucket["air"][0] == {"t": 20.5, "h": 40}  # one object resource: the object itself
-    assert set(by_bucket["all"][0]) == {"level", "valve"}
-    assert by_bucket["all"][0]["valve"] is False
-    assert "missing" not in by_bucket
+
+        async def stored(bucket: str) -> list[dict[str, Any]]:
+            async with asyncio.timeout(WAIT):
+                while not (records := await buckets.read("alice", bucket)):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            return records
+
+        air = await stored("air")
+        both = await stored("all")
+    assert air[0]["val"] == {"t": 20.5, "h": 40}  # one object resource: the object itself
+    assert set(both[0]["val"]) == {"level", "valve"}
+    assert both[0]["val"]["valve"] is False
+    assert [b.bucket for b in buckets.list_buckets("alice")] == ["air", "all"]  # no "missing"
 
 
 async def test_a_controller_applies_its_config_at_login_and_on_updates(
     server: TestServer,
 ) -> None:
     stored = {"setpoint": 19.0, "mode": "eco", "unknown": 1, "fan_speed": 500}
-
-    async def read_property(device: DeviceState, call: ServerResourceCall) -> Any:
-        if device.id == "controller" and call.target == "config":
-            return stored
-        raise ServerResourceError(f"property {call.target!r} not found")
-
-    server.server.server_resources.register(ServerResource.READ_DEVICE_PROPERTY, read_property)
+    properties = server.server.properties
     async with run_virtual_devices(server, profiles=["controller"]) as fleet:
         await fleet.wait_connected()
         controller = fleet["controller"]
-        # Read at login: valid fields applied, fan_speed 500 refused (range 0..100).
+        for subscription in controller.device.subscriptions:
+            await subscription.wait_active(WAIT)
+        # A configuration set on the server reaches the running controller:
+        # valid fields applied, fan_speed 500 refused (range 0..100).
+        await properties.set_value("controller", "config", stored)
         await controller.wait_for(lambda state: state["setpoint"] == 19.0, WAIT)
         assert controller.state["mode"] == "eco"
         assert controller.state["fan_speed"] == 40
-        assert controller.configs_applied == [stored]
-        for subscription in controller.device.subscriptions:
-            await subscription.wait_active(WAIT)
-        # An update of another device's config, or of another property, changes nothing.
-        bus = server.server.events
-        update = "device_property_update"
-        bus.publish(
-            make_event(update, "alice", device="other", property="config", value={"mode": "x"})
-        )
-        bus.publish(make_event(update, "alice", device="controller", property="cfg", value={}))
-        bus.publish(
-            make_event(
-                update, "alice", device="controller", property="config", value={"fan_speed": 70}
-            )
-        )
+        # Another property of the controller changes nothing.
+        await properties.set_value("controller", "cfg", {"mode": "x"})
+        await properties.set_value("controller", "config", {"fan_speed": 70})
         await controller.wait_for(lambda state: state["fan_speed"] == 70, WAIT)
         await asyncio.sleep(0.1)
         assert controller.state["mode"] == "eco"
         assert controller.configs_applied == [stored, {"fan_speed": 70}]
+
+    # At the next login the stored configuration is read and applied at once.
+    async with run_virtual_devices(server, profiles=["controller"]) as fleet:
+        await fleet.wait_connected()
+        controller = fleet["controller"]
+        await controller.wait_for(lambda state: state["fan_speed"] == 70, WAIT)
+        assert controller.configs_applied[0] == {"fan_speed": 70}
