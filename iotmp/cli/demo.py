@@ -14,6 +14,7 @@ from typing import Any
 from iotmp.server.app import IotmpServer
 from iotmp.server.config import DEMO_USER, ConfigError, DeviceConfig
 from iotmp.server.demo_files import short_token
+from iotmp.server.demo_resources import DemoReceiver, start_demo_resources
 from iotmp.sim.fleet import Fleet
 from iotmp.sim.virtual_device import DEFAULT_TICK
 
@@ -106,6 +107,10 @@ def _banner(
             "  iotmp read env-sensor environment",
             "  iotmp write smart-plug relay true",
             "  iotmp stream counter count",
+            "  iotmp bucket read environment --items 5     (the sensor writes every 10 s)",
+            "  iotmp property get controller config",
+            "  iotmp property patch controller config '{\"setpoint\": 27}'",
+            "  iotmp alarm list                            (setpoint_high fired: above 25)",
         ]
     )
 
@@ -137,6 +142,15 @@ async def run(args: argparse.Namespace) -> int:
         await server.stop()
         print(f"iotmp demo: {err}", file=sys.stderr)
         return err.code
+    try:
+        receiver: DemoReceiver = await start_demo_resources(server, _report)
+    except Exception as exc:  # a broken demo database: say so, do not trace
+        await server.stop()
+        print(
+            f"iotmp demo: cannot prepare the demo's bucket, property and alarm: {exc}",
+            file=sys.stderr,
+        )
+        return ExitCode.REMOTE
     fleet = Fleet(devices)
     stop = asyncio.Event()
     photocell = start_photocell(server)
@@ -162,8 +176,13 @@ async def run(args: argparse.Namespace) -> int:
         if photocell is not None:
             photocell.stop()
         await fleet.stop()
+        await receiver.close()
         await server.stop()
     return ExitCode.OK
+
+
+def _report(line: str) -> None:
+    print(line, flush=True)
 
 
 def start_photocell(server: IotmpServer) -> Any:

@@ -38,6 +38,7 @@ from iotmp.server.config import (
     validate,
 )
 from iotmp.server.demo_files import short_token, write_private_json
+from iotmp.server.demo_resources import start_demo_resources
 from iotmp.server.mqtt.settings import (
     DEFAULT_MQTT_PORT,
     DEFAULT_MQTT_TLS_PORT,
@@ -216,6 +217,14 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         if server.https_url:
             print(f"  https_url {server.https_url} (self-signed certificate)", flush=True)
 
+    receiver = None
+    if demo is not None:
+        try:
+            receiver = await start_demo_resources(server, lambda line: print(line, flush=True))
+        except Exception as exc:  # a broken demo database: say so, do not trace
+            await server.stop()
+            print(f"iotmp server: cannot prepare the demo's resources: {exc}", file=sys.stderr)
+            return 1
     if stop is None:
         stop = asyncio.Event()
         signals: contextlib.AbstractContextManager[None] = stop_on_signals(stop)
@@ -226,6 +235,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
             await stop.wait()
     finally:
         _LOGGER.info("shutting down")
+        if receiver is not None:
+            await receiver.close()
         await server.stop()
     return 0
 

@@ -287,7 +287,8 @@ class Endpoints:
             raise EndpointError(409, "endpoint already exists") from None
         return endpoint_record(stored)
 
-    async def _update(self, user: str, endpoint_id: str, body: Any) -> dict[str, Any]:
+    async def update(self, user: str, endpoint_id: str, body: Any) -> dict[str, Any]:
+        """Change the fields of ``body`` (a PUT body); returns the (redacted) record."""
         body = _keys(body, UPDATE_KEYS)
         if body.get("endpoint", endpoint_id) != endpoint_id:
             raise EndpointError(400, "endpoint id cannot be changed")
@@ -365,7 +366,7 @@ class Endpoints:
         """``PUT /v1/users/{u}/endpoints/{e}`` (only the fields sent change)."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(await _rest(self._update(user, request.match_info["endpoint"], body)))
+        return json_response(await _rest(self.update(user, request.match_info["endpoint"], body)))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         """``DELETE /v1/users/{u}/endpoints/{e}``."""
