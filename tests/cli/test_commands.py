@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,3 +337,63 @@ def test_events_show_a_device_going_offline_and_online(demo: Demo) -> None:
         (f.get("device"), f.get("state")) for f in frames if f["event"] == "device_state_change"
     }
     assert ("counter", "disconnected") in states and ("counter", "connected") in states, frames
+
+
+def _json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_demos_bucket_property_endpoint_and_alarm(demo: Demo) -> None:
+    """The README's commands: the bucket fills, the property round trip fires the alarm."""
+    args, env = demo.args(), demo.env
+
+    def bucket_records() -> list[Any]:
+        return _json_lines(iotmp("bucket", "read", "environment", "--json", *args, env=env))
+
+    deadline = time.monotonic() + 30  # the sensor writes every 10 s
+    while not (records := bucket_records()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert records, "the environment sensor wrote nothing to its bucket"
+    assert set(records[0]["val"]) >= {"temperature", "humidity"}
+
+    config = _json_lines(iotmp("property", "get", "controller", "config", "--json", *args, env=env))
+    assert config[0]["value"]["setpoint"] < 25
+    patched = iotmp("property", "patch", "controller", "config", '{"setpoint": 27}', *args, env=env)
+    assert patched.returncode == 0, patched.stderr
+
+    def setpoint() -> Any:
+        return json.loads(iotmp("read", "controller", "setpoint", "--json", *args, env=env).stdout)
+
+    deadline = time.monotonic() + 10
+    while setpoint() != 27 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert setpoint() == 27  # the controller followed its config
+    alarms = _json_lines(iotmp("alarm", "list", "--active", "--json", *args, env=env))
+    assert [(a["rule"], a["state"], a["value"]) for a in alarms] == [
+        ("setpoint_high", "active", 27)
+    ]
+
+    # The rule called the endpoint: the demo's receiver got the alarm.
+    document = demo.document()
+    request = urllib.request.Request(
+        f"{document['http_url']}/v1/users/demo/endpoints/demo_receiver",
+        headers={"Authorization": f"Bearer {document['token']}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        url = json.loads(response.read())["config"]["url"]
+    with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/", timeout=10) as response:
+        calls = json.loads(response.read())
+    assert any(c["path"] == "/alarm" and c["body"]["rule"] == "setpoint_high" for c in calls), calls
+
+    restored = iotmp(
+        "property", "patch", "controller", "config", '{"setpoint": 21}', *args, env=env
+    )
+    assert restored.returncode == 0, restored.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = _json_lines(iotmp("alarm", "list", "--json", *args, env=env))
+        if states and states[-1]["state"] == "cleared":
+            break
+        time.sleep(0.2)
+    assert states[-1]["state"] == "cleared", states
