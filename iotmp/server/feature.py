@@ -7,6 +7,19 @@ from typing import Protocol
 from aiohttp import web
 
 
+class FeatureError(Exception):
+    """A feature's request cannot be served: HTTP ``status`` and a ``message`` for everyone.
+
+    The REST error middleware answers it as ``{"error": {"message": ...}}`` with
+    ``status``; device-facing code sends ``message`` in an ERROR.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Feature(Protocol):
     """A part of the server with routes and a life between storage open and close.
 

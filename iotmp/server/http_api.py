@@ -34,6 +34,7 @@ from . import input_checks
 from .access_log import USER_KEY
 from .auth import AuthError
 from .device_link import DeviceLink
+from .feature import FeatureError
 from .permissions import permits, request_scope
 from .registry import DeviceState
 from .throttle import TooManyAttempts
@@ -116,6 +117,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+    except FeatureError as exc:  # properties, buckets, endpoints, alarms
+        return error_response(exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request body too large")
     except web.HTTPException as exc:
@@ -170,6 +173,13 @@ def authorize(server: IotmpServer, request: web.Request, user: str) -> dict[str,
         ):
             raise_error(403, "access token has no permission for this request")
     return claims
+
+
+def path_user(server: IotmpServer, request: web.Request) -> str:
+    """Return the path's ``{user}`` once the request's token may act for them (401 / 403)."""
+    user = request.match_info["user"]
+    authorize(server, request, user)
+    return user
 
 
 # ---------------------------------------------------------------------------

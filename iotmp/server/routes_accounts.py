@@ -21,7 +21,13 @@ from aiohttp import web
 from . import input_checks
 from .auth import new_stored_token
 from .config import DEVICE_ID_RE, DEVICE_TYPES
-from .http_api import authorize, empty_response, json_response, raise_error, read_json_body
+from .http_api import (
+    empty_response,
+    json_response,
+    path_user,
+    raise_error,
+    read_json_body,
+)
 from .permissions import FULL_ACCESS
 from .registry import DeviceState
 from .storage.records import AlreadyExistsError, StoredDevice, StoredToken
@@ -118,10 +124,7 @@ class AccountRoutes:
         return _body_object(await read_json_body(request, self.server.config.max_body_bytes))
 
     def _user(self, request: web.Request) -> str:
-        """Return the path's user, once the request's token may act for them."""
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
-        return user
+        return path_user(self.server, request)
 
     def _device(self, request: web.Request) -> DeviceState:
         user = self._user(request)

@@ -31,6 +31,7 @@ from aiohttp import web
 from iotmp.protocol.message import ABSENT
 
 from ..events import make_event, now_ms
+from ..feature import FeatureError
 from ..http_api import ApiError, DeviceOps, jsonable
 from ..storage.alarms import AlarmStore, StoredInstance, StoredRule
 from ..storage.records import AlreadyExistsError
@@ -55,13 +56,8 @@ MAX_ANNOTATION: Final = 512
 _PROPERTY_EVENTS: Final = ("device_property_create", "device_property_update")
 
 
-class AlarmError(Exception):
+class AlarmError(FeatureError):
     """An alarm operation cannot be done (REST ``status`` with ``message``)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(eq=False)

@@ -9,33 +9,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
 from ..http_api import (
-    ApiError,
-    authorize,
     empty_response,
     json_response,
+    path_user,
     raise_error,
     read_json_body,
 )
-from .feature import ACKNOWLEDGED, MAX_ANNOTATION, STATES, AlarmError, instance_record, rule_record
+from .feature import ACKNOWLEDGED, MAX_ANNOTATION, STATES, instance_record, rule_record
 
 if TYPE_CHECKING:
     from .feature import Alarms
 
-_T = TypeVar("_T")
 INSTANCE_KEYS: Final = frozenset({"state", "annotation"})
-
-
-async def _rest(awaitable: Awaitable[_T]) -> _T:
-    try:
-        return await awaitable
-    except AlarmError as exc:
-        raise ApiError(exc.status, exc.message) from None
 
 
 def _index(request: web.Request, name: str) -> int | None:
@@ -55,9 +45,7 @@ class AlarmRoutes:
         self.server = alarms.server
 
     def _user(self, request: web.Request) -> str:
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
-        return user
+        return path_user(self.server, request)
 
     async def _body(self, request: web.Request) -> Any:
         return await read_json_body(request, self.server.config.max_body_bytes)
@@ -73,7 +61,7 @@ class AlarmRoutes:
         """``POST .../alarms/rules``."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(await _rest(self.alarms.create_rule_from(user, body)))
+        return json_response(await self.alarms.create_rule_from(user, body))
 
     async def get_rule(self, request: web.Request) -> web.Response:
         """``GET .../alarms/rules/{rule}``."""
@@ -87,14 +75,12 @@ class AlarmRoutes:
         """``PUT .../alarms/rules/{rule}``."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(
-            await _rest(self.alarms.update_rule(user, request.match_info["rule"], body))
-        )
+        return json_response(await self.alarms.update_rule(user, request.match_info["rule"], body))
 
     async def delete_rule(self, request: web.Request) -> web.Response:
         """``DELETE .../alarms/rules/{rule}`` (its instances go too)."""
         user = self._user(request)
-        await _rest(self.alarms.delete_rule(user, request.match_info["rule"]))
+        await self.alarms.delete_rule(user, request.match_info["rule"])
         return empty_response()
 
     # -- instances -------------------------------------------------------------------
@@ -137,15 +123,13 @@ class AlarmRoutes:
             not isinstance(annotation, str) or len(annotation) > MAX_ANNOTATION
         ):
             raise_error(400, f"annotation must be a text of at most {MAX_ANNOTATION} characters")
-        record = await _rest(
-            self.alarms.acknowledge(user, request.match_info["instance"], annotation)
-        )
+        record = await self.alarms.acknowledge(user, request.match_info["instance"], annotation)
         return json_response(record)
 
     async def delete_instance(self, request: web.Request) -> web.Response:
         """``DELETE .../alarms/instances/{instance}``."""
         user = self._user(request)
-        await _rest(self.alarms.delete_instance(user, request.match_info["instance"]))
+        await self.alarms.delete_instance(user, request.match_info["instance"])
         return empty_response()
 
     def routes(self) -> list[web.RouteDef]:

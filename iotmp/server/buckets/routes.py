@@ -21,7 +21,14 @@ from aiohttp import web
 from iotmp.protocol.message import ABSENT
 
 from ..events import make_event, now_ms
-from ..http_api import authorize, dumps, empty_response, json_response, raise_error, read_json_body
+from ..http_api import (
+    dumps,
+    empty_response,
+    json_response,
+    path_user,
+    raise_error,
+    read_json_body,
+)
 from ..storage.buckets import TimeRange
 from .export import (
     MAX_COLUMNS,
@@ -47,16 +54,6 @@ EXPORTS_KEPT: Final = 32
 FLUSH_BYTES: Final = 65_536
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except BucketError as exc:
-            raise_error(exc.status, exc.message)
-
-    return wrapped
 
 
 class _Chunked:
@@ -91,23 +88,21 @@ class BucketRoutes:
         """All bucket routes."""
         item = BASE + "/{bucket}"
         return [
-            web.get(BASE, _errors(self.list_buckets)),
-            web.post(BASE, _errors(self.create)),
-            web.get(item, _errors(self.read_config)),
-            web.put(item, _errors(self.update)),
-            web.delete(item, _errors(self.delete)),
-            web.post(item + "/data", _errors(self.write)),
-            web.get("/{version:v[12]}/users/{user}/buckets/{bucket}/data", _errors(self.read)),
-            web.get(item + "/exports", _errors(self.list_exports)),
-            web.post(item + "/exports", _errors(self.create_export)),
-            web.get(item + "/exports/{file}", _errors(self.read_export)),
-            web.delete(item + "/exports/{file}", _errors(self.delete_export)),
+            web.get(BASE, self.list_buckets),
+            web.post(BASE, self.create),
+            web.get(item, self.read_config),
+            web.put(item, self.update),
+            web.delete(item, self.delete),
+            web.post(item + "/data", self.write),
+            web.get("/{version:v[12]}/users/{user}/buckets/{bucket}/data", self.read),
+            web.get(item + "/exports", self.list_exports),
+            web.post(item + "/exports", self.create_export),
+            web.get(item + "/exports/{file}", self.read_export),
+            web.delete(item + "/exports/{file}", self.delete_export),
         ]
 
     def _user(self, request: web.Request) -> str:
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
-        return user
+        return path_user(self.server, request)
 
     def _bucket(self, request: web.Request) -> tuple[str, str]:
         user = self._user(request)

@@ -24,6 +24,7 @@ from iotmp.protocol.server_resources import ServerResource, ServerResourceCall
 
 from ..device_requests import ServerResourceError
 from ..events import make_event, now_ms
+from ..feature import FeatureError
 from ..http_api import jsonable
 from ..storage.buckets import BucketStore, RecordRow, StoredBucket, TimeRange
 from ..storage.records import AlreadyExistsError
@@ -40,13 +41,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
-class BucketError(Exception):
+class BucketError(FeatureError):
     """A bucket request cannot be served: ``status`` (HTTP) and ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 MSG_NOT_FOUND = "bucket not found"

@@ -23,12 +23,13 @@ from iotmp.protocol.server_resources import ServerResource, ServerResourceCall
 
 from ..device_requests import ServerResourceError
 from ..events import make_event
+from ..feature import FeatureError
 from ..http_api import (
     ApiError,
-    authorize,
     empty_response,
     json_response,
     jsonable,
+    path_user,
     raise_error,
     read_json_body,
 )
@@ -82,13 +83,8 @@ def _quiet_sqlite(on: bool) -> None:
             logger.removeFilter(_QUIET_SQLITE)
 
 
-class EndpointError(Exception):
+class EndpointError(FeatureError):
     """An endpoint operation cannot be done: REST ``status``, device ERROR ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _text(body: Mapping[str, Any], key: str, default: str | None) -> str | None:
@@ -335,9 +331,7 @@ class Endpoints:
     # -- REST --------------------------------------------------------------------------
 
     def _user(self, request: web.Request) -> str:
-        user = request.match_info["user"]
-        authorize(self.server, request, user)
-        return user
+        return path_user(self.server, request)
 
     async def _body(self, request: web.Request) -> Any:
         return await read_json_body(request, self.server.config.max_body_bytes)
@@ -352,7 +346,7 @@ class Endpoints:
         """``POST /v1/users/{u}/endpoints``."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(await _rest(self._create(user, body)))
+        return json_response(await self._create(user, body))
 
     async def get_endpoint(self, request: web.Request) -> web.Response:
         """``GET /v1/users/{u}/endpoints/{e}``."""
@@ -366,7 +360,7 @@ class Endpoints:
         """``PUT /v1/users/{u}/endpoints/{e}`` (only the fields sent change)."""
         user = self._user(request)
         body = await self._body(request)
-        return json_response(await _rest(self.update(user, request.match_info["endpoint"], body)))
+        return json_response(await self.update(user, request.match_info["endpoint"], body))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         """``DELETE /v1/users/{u}/endpoints/{e}``."""
@@ -379,7 +373,7 @@ class Endpoints:
         """``POST /v1/users/{u}/endpoints/{e}/call``: the target's status and body."""
         user = self._user(request)
         payload = await self._body(request)
-        result = await _rest(self.call(user, request.match_info["endpoint"], payload))
+        result = await self.call(user, request.match_info["endpoint"], payload)
         return call_response(result)
 
     def routes(self) -> list[web.RouteDef]:
@@ -394,14 +388,6 @@ class Endpoints:
             web.delete(item, self.delete_endpoint),
             web.post(item + "/call", self.call_endpoint),
         ]
-
-
-async def _rest(awaitable: Any) -> Any:
-    """Await an in-process operation, turning :class:`EndpointError` into an API error."""
-    try:
-        return await awaitable
-    except EndpointError as exc:
-        raise ApiError(exc.status, exc.message) from None
 
 
 def call_response(result: CallResult) -> web.Response:

@@ -25,7 +25,6 @@ from iotmp.protocol.message import ABSENT
 
 from ..http_api import (
     MSG_DEVICE_NOT_FOUND,
-    ApiError,
     authorize,
     empty_response,
     json_response,
@@ -33,7 +32,6 @@ from ..http_api import (
     read_json_body,
 )
 from .rules import (
-    PropertyError,
     body_id,
     check_id,
     parse_create,
@@ -46,17 +44,6 @@ if TYPE_CHECKING:
     from .core import Properties
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def _answers_property_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except PropertyError as exc:
-            raise ApiError(exc.status, exc.message) from None
-
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
 
 
 class PropertyRoutes:
@@ -139,14 +126,13 @@ class PropertyRoutes:
         """Return the table (no other route uses these paths)."""
         base = "/v3/users/{user}/devices/{device}/properties"
         item = base + "/{property}"
-        wrap = _answers_property_errors
         return [
-            web.get(base, wrap(self.list_all)),
-            web.post(base, wrap(self.create)),
-            web.get(item, wrap(self.get)),
-            web.put(item, wrap(self.put)),
-            web.patch(item, wrap(self.patch)),
-            web.delete(item, wrap(self.delete)),
+            web.get(base, self.list_all),
+            web.post(base, self.create),
+            web.get(item, self.get),
+            web.put(item, self.put),
+            web.patch(item, self.patch),
+            web.delete(item, self.delete),
         ]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from iotmp.protocol.limits import Limits, value_problem
 
+from ..feature import FeatureError
 from ..http_api import jsonable
 from ..storage.property_records import StoredProperty
 
@@ -30,13 +31,8 @@ READ_ONLY_KEYS: Final = ("created", "modified")
 BODY_KEYS: Final = frozenset({"property", "value", *TEXT_KEYS, *EXTRA_KEYS, *READ_ONLY_KEYS})
 
 
-class PropertyError(Exception):
+class PropertyError(FeatureError):
     """A property request that cannot be served: ``status`` for REST, ``message`` for all."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class PropertyNotFoundError(PropertyError, KeyError):
