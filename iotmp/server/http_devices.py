@@ -6,7 +6,10 @@
 of an object becomes an output resource holding the last value and its
 timestamp (``GET .../resources/{field}/api`` -> ``{"out": v, "ts": ms}``); a
 body that is not an object is kept as the resource ``data``. The device is
-online from a POST until ``http_device_timeout`` seconds pass without one.
+online from a POST until ``http_device_timeout`` seconds pass without one
+(or the device's own ``properties.timeout``). What else a POST does (write a
+bucket, set a property, call an endpoint, answer a property) is the device's
+callback configuration, ``GET/PUT .../callback`` (:mod:`.http_device_actions`).
 
 Errors: 400 malformed JSON / too many or bad field names / not an HTTP
 device, 401 missing or wrong token, 404 unknown device, 413 body too large.
@@ -24,7 +27,15 @@ from aiohttp import web
 from iotmp.protocol.message import ABSENT
 
 from .auth import AuthError
-from .http_api import empty_response, raise_error, read_json_body, request_token
+from .http_api import (
+    empty_response,
+    json_response,
+    path_user,
+    raise_error,
+    read_json_body,
+    request_token,
+)
+from .http_device_actions import ATTRIBUTE, callback_config, parse_callback_config, run_actions
 from .registry import DeviceState
 from .value_link import ValueLink, ValueStore, go_offline, go_online
 
@@ -58,7 +69,36 @@ class HttpDevices:
 
     def routes(self) -> list[web.RouteDef]:
         """Return the callback route (added before the REST catch-alls)."""
-        return [web.post("/v3/users/{user}/devices/{device}/callback/data", self.callback)]
+        base = "/v3/users/{user}/devices/{device}/callback"
+        return [
+            web.post(base + "/data", self.callback),
+            web.get(base, self.read_config),
+            web.put(base, self.write_config),
+        ]
+
+    def _own_http_device(self, request: web.Request) -> DeviceState:
+        user = path_user(self.server, request)
+        state = self.server.registry.get(request.match_info["device"])
+        if state is None or state.user != user:
+            raise_error(404, "device not found")
+        if state.config.type != HTTP_TYPE:
+            raise_error(400, "callbacks are for HTTP devices")
+        return state
+
+    async def read_config(self, request: web.Request) -> web.Response:
+        """``GET .../callback``: the device's actions and timeout."""
+        return json_response(callback_config(self._own_http_device(request)).to_json())
+
+    async def write_config(self, request: web.Request) -> web.Response:
+        """``PUT .../callback``: replace the actions and timeout."""
+        state = self._own_http_device(request)
+        config = parse_callback_config(
+            await read_json_body(request, self.server.config.max_body_bytes)
+        )
+        await self.server.accounts.update_device(
+            state, {"attributes": {ATTRIBUTE: config.to_json()}}, None
+        )
+        return json_response(config.to_json())
 
     def _authorized(self, request: web.Request, state: DeviceState) -> None:
         token = request_token(request)
@@ -100,7 +140,8 @@ class HttpDevices:
             state.set_description(store.describe())
             if self.server.mqtt is not None:
                 self.server.mqtt.bridge.sync(state)
-        return empty_response()
+        answer = await run_actions(self.server, state, body)
+        return empty_response() if answer is None else json_response(answer)
 
     def _seen(self, state: DeviceState, store: ValueStore, peer: str) -> None:
         link = self.links.get(state.id)
@@ -111,8 +152,9 @@ class HttpDevices:
         timer = self._timers.pop(state.id, None)
         if timer is not None:
             timer.cancel()
+        timeout = callback_config(state).timeout or self.server.config.http_device_timeout
         self._timers[state.id] = asyncio.get_running_loop().call_later(
-            self.server.config.http_device_timeout, self._expire, state, link
+            timeout, self._expire, state, link
         )
 
     def _expire(self, state: DeviceState, link: ValueLink) -> None:
