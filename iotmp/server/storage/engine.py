@@ -75,14 +75,18 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """Create an async engine for ``url``; a SQLite file is created 0600 beforehand."""
+    """Create an async engine for ``url``; a SQLite file is created 0600 beforehand.
+
+    ``hide_parameters``: statement parameters (password hashes, endpoint headers)
+    never appear in SQLAlchemy's log lines or error messages, whatever the log level.
+    """
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path is not None:
             prepare_data_dir(path.parent)
             if not path.exists():
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
