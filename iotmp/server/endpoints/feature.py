@@ -59,30 +59,6 @@ UPDATE_KEYS: Final = CREATE_KEYS
 _NOT_PASSED_THROUGH: Final = frozenset({401, 403, 407})
 
 
-class _NoDebugRecords(logging.Filter):
-    """Drop aiosqlite's DEBUG records: they print every statement's parameters (secrets)."""
-
-    users = 0  # servers in this process that need the filter
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.INFO
-
-
-_QUIET_SQLITE: Final = _NoDebugRecords()
-
-
-def _quiet_sqlite(on: bool) -> None:
-    logger = logging.getLogger("aiosqlite")
-    if on:
-        if not _NoDebugRecords.users:
-            logger.addFilter(_QUIET_SQLITE)
-        _NoDebugRecords.users += 1
-    elif _NoDebugRecords.users:
-        _NoDebugRecords.users -= 1
-        if not _NoDebugRecords.users:
-            logger.removeFilter(_QUIET_SQLITE)
-
-
 class EndpointError(FeatureError):
     """An endpoint operation cannot be done: REST ``status``, device ERROR ``message``."""
 
@@ -146,7 +122,6 @@ class Endpoints:
             limits.endpoint_response_max_bytes, limits.endpoint_calls_in_flight
         )
         server.server_resources.register(ServerResource.CALL_ENDPOINT, self._device_call)
-        self._quieted = False
 
     @property
     def store(self) -> EndpointStore:
@@ -155,17 +130,11 @@ class Endpoints:
 
     async def start(self) -> None:
         """Open the shared HTTP client session."""
-        if not self._quieted:
-            _quiet_sqlite(True)
-            self._quieted = True
         await self.caller.start()
 
     async def stop(self) -> None:
         """Close the session (safe when never started)."""
         await self.caller.stop()
-        if self._quieted:
-            _quiet_sqlite(False)
-            self._quieted = False
 
     # -- in process ------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -72,6 +73,30 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(pragma)
     cursor.close()
+
+
+class _NoDebugRecords(logging.Filter):
+    """Drop aiosqlite's DEBUG records: they print every statement with its parameters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_QUIET_DRIVER: Final = _NoDebugRecords()
+_quiet_users = [0]  # open storages in this process (they share the filter)
+
+
+def quiet_driver_logs(on: bool) -> None:
+    """Keep aiosqlite's DEBUG lines (secrets as parameters) out of the logs while open."""
+    logger = logging.getLogger("aiosqlite")
+    if on:
+        if not _quiet_users[0]:
+            logger.addFilter(_QUIET_DRIVER)
+        _quiet_users[0] += 1
+    elif _quiet_users[0]:
+        _quiet_users[0] -= 1
+        if not _quiet_users[0]:
+            logger.removeFilter(_QUIET_DRIVER)
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import schema
-from .engine import StorageConfigError, create_engine, redacted
+from .engine import StorageConfigError, create_engine, quiet_driver_logs, redacted
 from .migrate import upgrade
 from .records import AlreadyExistsError, Revocation, StoredDevice, StoredToken, StoredUser
 
@@ -43,6 +43,7 @@ class Storage:
             if isinstance(exc, SQLAlchemyError | OSError):
                 raise StorageConfigError(f"cannot open database {redacted(url)}: {exc}") from exc
             raise
+        quiet_driver_logs(True)
         return cls(engine, url)
 
     @property
@@ -56,6 +57,7 @@ class Storage:
     async def close(self) -> None:
         """Close every connection."""
         await self.engine.dispose()
+        quiet_driver_logs(False)
 
     # -- settings --------------------------------------------------------------
 
