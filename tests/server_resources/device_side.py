@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import server_helpers
+from server_helpers import LOCALHOST, WAIT, varint_hex
+
 from iotmp.device import Device
-from iotmp.protocol.codec import MessageDecoder, encode_message
 from iotmp.protocol.message import Message, MessageType
 from iotmp.protocol.session import (
     Reply,
@@ -21,9 +23,6 @@ from iotmp.protocol.session import (
     SessionConfig,
 )
 from iotmp.protocol.transport import Transport, server_transport
-
-LOCALHOST = "127.0.0.1"
-WAIT = 5.0
 
 
 def sdk_device(
@@ -61,42 +60,21 @@ async def running(device: Device, port: int, *, wait: bool = True) -> AsyncItera
                 await task
 
 
-def varint_hex(value: int) -> str:
-    """Unsigned LEB128 of ``value`` as hex."""
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return out.hex()
-        out.append(byte | 0x80)
-
-
-def frame_hex(message_type: int, body_hex: str) -> str:
-    """A whole IOTMP message as hex: type, body size, body."""
-    body = bytes.fromhex(body_hex.replace(" ", ""))
-    return f"{message_type:02x}{varint_hex(len(body))}{body.hex()}"
-
-
 def sid(stream_id: int) -> str:
     """The STREAM_ID field of ``stream_id`` as hex."""
     return "08" + varint_hex(stream_id)
 
 
-class RawPeer:
-    """A TCP device that writes exact bytes (or messages) and reads decoded messages."""
+class RawPeer(server_helpers.RawPeer):
+    """A TCP device that also logs in, skips KEEP_ALIVEs and keeps every byte it got."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = MessageDecoder()
-        self.inbox: list[Message] = []
+        super().__init__(reader, writer)
         self.raw = bytearray()
         """Every byte received so far."""
 
     @classmethod
-    async def open(cls, port: int) -> RawPeer:
+    async def open(cls, port: int, *, source: str | None = None) -> RawPeer:
         """Connect to 127.0.0.1:``port``."""
         reader, writer = await asyncio.open_connection(LOCALHOST, port)
         return cls(reader, writer)
@@ -111,16 +89,6 @@ class RawPeer:
         describe = await self.receive()
         assert describe.type == MessageType.DESCRIBE, describe
         await self.send(Message.build(MessageType.OK, stream_id=describe.stream_id, payload={}))
-
-    async def send_hex(self, text: str) -> None:
-        """Send bytes given as hex (spaces allowed)."""
-        self.writer.write(bytes.fromhex(text.replace(" ", "")))
-        await self.writer.drain()
-
-    async def send(self, message: Message) -> None:
-        """Encode and send one message."""
-        self.writer.write(encode_message(message))
-        await self.writer.drain()
 
     async def receive(self, limit: float = WAIT) -> Message:
         """Next message from the server, KEEP_ALIVEs skipped (TimeoutError / EOFError)."""
@@ -149,12 +117,6 @@ class RawPeer:
                 skipped.append(message)
         finally:
             self.inbox[:0] = skipped
-
-    async def close(self) -> None:
-        """Close the socket."""
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
 
 
 class _RecordingTransport(Transport):

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from endpoints_helpers import Target, api, next_event, running_target
+from server_helpers import make_lamp, running_device
 
 from iotmp.server.events import make_event
 from iotmp.server.testing import TEST_LIMITS, TestDevice, TestServer, run_test_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from server_helpers import make_lamp, running_device
 
 LIMITS = replace(TEST_LIMITS, alarm_rules_per_user=3, endpoint_timeout=2.0)
 RULES = "/v1/users/alice/alarms/rules"

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from server.server_helpers import REF_TEMPERATURE_PAYLOAD, RawPeer, frame_hex, varint_hex
+from server_helpers import REF_TEMPERATURE_PAYLOAD, RawPeer, frame_hex, varint_hex
 
 from iotmp.protocol.message import Message, MessageType
 from iotmp.server.storage.buckets import RecordRow

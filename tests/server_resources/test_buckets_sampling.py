@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from server.server_helpers import make_lamp, running_device
+from server_helpers import make_lamp, running_device
 
 from iotmp.server.buckets import Buckets
 from iotmp.server.testing import TestDevice, run_test_server

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from device_side import WAIT, RecordingPeer, frame_hex, running, sdk_device, sid, varint_hex
+from device_side import WAIT, RecordingPeer, running, sdk_device, sid
+from server_helpers import frame_hex, varint_hex
 
 from iotmp.device import Device, ServerCallError, server_call_fields
 from iotmp.protocol.errors import ConnectionClosedError

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from endpoints_helpers import Target, api, running_target
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from server_helpers import RawPeer, frame_hex, varint_hex
 
 from iotmp.protocol.message import Message, MessageType

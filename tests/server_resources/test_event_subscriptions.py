@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from device_side import WAIT, RawPeer, frame_hex, running, sdk_device, sid
+from device_side import WAIT, RawPeer, running, sdk_device, sid
+from server_helpers import frame_hex
 
 from iotmp.protocol.message import Message, MessageType
 from iotmp.server.events import make_event

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from server_helpers import frame_hex, varint_hex
 
 from iotmp.protocol.codec import MessageDecoder
 from iotmp.server.limits import ServerLimits
@@ -27,22 +28,9 @@ REF_CONNECT = "03 1b 1a e3 85 616c696365 87 72656664657631 86 733363726574 08 e7
 OK, ERROR, RUN, DESCRIBE = 0x01, 0x02, 0x06, 0x07
 
 
-def varint(value: int) -> str:
-    """Unsigned LEB128 of ``value`` as hex."""
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return out.hex()
-        out.append(byte | 0x80)
-
-
 def frame(message_type: int, body_hex: str) -> bytes:
     """A whole IOTMP message: type, body size, body."""
-    body = bytes.fromhex(body_hex.replace(" ", ""))
-    return bytes([message_type]) + bytes.fromhex(varint(len(body))) + body
+    return bytes.fromhex(frame_hex(message_type, body_hex))
 
 
 def pson_str(text: str) -> str:
@@ -104,7 +92,7 @@ class RawDevice:
                 data = await self._raw_frame()
                 if data[0] == DESCRIBE:
                     message = MessageDecoder().feed(data)[0]
-                    await self.send(frame(OK, "08" + varint(message.stream_id) + "1a c0"))
+                    await self.send(frame(OK, "08" + varint_hex(message.stream_id) + "1a c0"))
                     continue
                 if data[0] == 0x05:  # KEEP_ALIVE
                     continue
@@ -122,13 +110,13 @@ class RawDevice:
 def read_request(layout: str, sid: int, prop: str) -> bytes:
     """READ_DEVICE_PROPERTY (code 1) in ``layout``."""
     if layout == "linux":
-        return frame(RUN, f"08 {varint(sid)} 12 {pson_str(prop)} 20 01")
-    return frame(RUN, f"08 {varint(sid)} 10 01 22 {pson_str(prop)}")
+        return frame(RUN, f"08 {varint_hex(sid)} 12 {pson_str(prop)} 20 01")
+    return frame(RUN, f"08 {varint_hex(sid)} 10 01 22 {pson_str(prop)}")
 
 
 def set_request(layout: str, sid: int | None, prop: str, payload_hex: str) -> bytes:
     """SET_DEVICE_PROPERTY (code 2) in ``layout``; no STREAM_ID when ``sid`` is None."""
-    head = "" if sid is None else f"08 {varint(sid)} "
+    head = "" if sid is None else f"08 {varint_hex(sid)} "
     if layout == "linux":
         return frame(RUN, f"{head}12 {pson_str(prop)} 1a {payload_hex} 20 02")
     return frame(RUN, f"{head}10 02 1a {payload_hex} 22 {pson_str(prop)}")
@@ -216,7 +204,7 @@ def _long_str(text: str) -> str:
     data = text.encode()
     if len(data) < 31:
         return pson_str(text)
-    return "9f" + varint(len(data)) + data.hex()
+    return "9f" + varint_hex(len(data)) + data.hex()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
