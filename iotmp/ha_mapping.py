@@ -106,6 +106,7 @@ __all__ = [
     "BUTTON_DEVICE_CLASSES",
     "DIRECTION_IN",
     "DIRECTION_OUT",
+    "FIRMWARE_PROPERTIES",
     "NUMBER_DEVICE_CLASSES",
     "NUMBER_DEVICE_CLASS_UNITS",
     "PLATFORMS",
@@ -119,6 +120,7 @@ __all__ = [
     "ResourceInfoLike",
     "ResourceOverride",
     "device_classes_for",
+    "firmware_version",
     "is_internal",
     "map_device",
     "map_device_with_notes",
@@ -1444,3 +1446,33 @@ def valid_platforms(info: ResourceInfoLike, key: str | None = None) -> list[str]
         if key is None or spec.key == key:
             platforms.extend(_spec_platforms(spec))
     return _ordered(platforms)
+
+
+# -- device info -------------------------------------------------------------------
+
+FIRMWARE_PROPERTIES: Final = ("firmware_version", "firmware", "fw_version", "sw_version", "version")
+"""Device properties that hold the firmware version, most specific first."""
+MAX_VERSION_LENGTH: Final = 64
+
+
+def firmware_version(properties: Iterable[Mapping[str, Any]]) -> str | None:
+    """Return the firmware version a device keeps in its properties (property objects).
+
+    The first of :data:`FIRMWARE_PROPERTIES` whose value is a short text or number,
+    or an object with such a ``version``; None when there is none.
+    """
+    values = {
+        str(item.get("property")): item.get("value")
+        for item in properties
+        if isinstance(item, Mapping)
+    }
+    for name in FIRMWARE_PROPERTIES:
+        value = values.get(name)
+        if isinstance(value, Mapping):
+            value = value.get("version")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue
+        text = str(value).strip()
+        if text and len(text) <= MAX_VERSION_LENGTH and "\n" not in text:
+            return text
+    return None

@@ -44,7 +44,7 @@ from iotmp.client import (
     ResourceInfo,
 )
 from iotmp.client import errors as api_errors
-from iotmp.ha_mapping import EntitySpec, ResourceOverride, map_device
+from iotmp.ha_mapping import EntitySpec, ResourceOverride, firmware_version, map_device
 from iotmp.protocol.message import ABSENT
 
 from .const import (
@@ -118,6 +118,8 @@ class IotmpDevice:
     device_id: str
     name: str
     model: str | None = None
+    sw_version: str | None = None
+    """The firmware version from the device's properties (None: not known)."""
     connected: bool = False
     described: bool = False
     """Whether the resources are known (from the server or from the cache)."""
@@ -595,7 +597,24 @@ class IotmpManager:
             LOGGER.debug("Could not describe %s: %s", device.device_id, err)
             return True
         self._async_apply_resources(device, resources)
+        await self._async_read_firmware_version(device)
         return True
+
+    async def _async_read_firmware_version(self, device: IotmpDevice) -> None:
+        """Take the firmware version from the device's properties (kept when unreadable)."""
+        try:
+            properties = await self.client.list_properties(device.device_id)
+        except api_errors.IotmpApiError as err:
+            LOGGER.debug("No properties of %s: %s", device.device_id, err)
+            return
+        version = firmware_version(properties)
+        if version != device.sw_version:
+            device.sw_version = version
+            cached = self._cache.get("devices", {}).get(device.device_id)
+            if cached is not None:
+                cached["sw_version"] = version
+                self._cache_dirty = True
+            self._async_ensure_registry_device(device)
 
     @callback
     def _async_apply_resources(
@@ -612,6 +631,7 @@ class IotmpManager:
         cached = {
             "name": device.name,
             "model": device.model,
+            "sw_version": device.sw_version,
             "resources": {name: _info_to_cache(info) for name, info in device.resources.items()},
         }
         old = self._cache.setdefault("devices", {}).get(device.device_id)
@@ -627,6 +647,7 @@ class IotmpManager:
         if cached is not None:
             device.name = cached.get("name") or device_id
             device.model = cached.get("model")
+            device.sw_version = cached.get("sw_version")
             device.resources = {
                 name: _info_from_cache(name, item)
                 for name, item in cached.get("resources", {}).items()
@@ -657,6 +678,7 @@ class IotmpManager:
             name=device.name,
             manufacturer=MANUFACTURER,
             model=device.model or "IOTMP device",
+            sw_version=device.sw_version,
         )
         if entry.via_device_id != self.hub_device_id:
             dev_reg.async_update_device(entry.id, via_device_id=self.hub_device_id)

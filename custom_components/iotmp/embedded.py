@@ -334,6 +334,10 @@ class EmbeddedApiClient:
         """Return the server's version string."""
         return self._access.version
 
+    async def list_properties(self, device_id: str) -> list[dict[str, Any]]:
+        """Return a device's property objects, as ``GET .../properties`` answers them."""
+        return await self._access.properties(device_id)
+
     async def list_devices(self) -> list[DeviceRecord]:
         """Every device the server accepts, with its connection state."""
         return [DeviceRecord.from_json(record) for record in self._access.records()]

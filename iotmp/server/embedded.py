@@ -18,6 +18,7 @@ from iotmp.protocol.message import ABSENT
 
 from .config import DeviceConfig
 from .http_api import SERVER_VERSION, ApiError, DeviceOps, jsonable
+from .properties.rules import property_json
 from .registry import DeviceRegistry, DeviceState
 from .streams import Subscription
 
@@ -60,6 +61,13 @@ class LocalAccess:
     def version(self) -> str:
         """The server's version string (``/v1/server/version``)."""
         return SERVER_VERSION
+
+    async def properties(self, device_id: str) -> list[dict[str, Any]]:
+        """Return the device's property objects (``GET .../properties``); [] for others'."""
+        state = self.server.registry.get(device_id)
+        if state is None or state.user != self.user:
+            return []
+        return [property_json(p) for p in await self.server.properties.list_properties(device_id)]
 
     def records(self) -> list[dict[str, Any]]:
         """Device records as ``GET /v1/users/{user}/devices`` lists them."""

@@ -50,6 +50,8 @@ async def test_local_server_devices(hass: HomeAssistant) -> None:
         run_virtual_devices(server, profiles=["smart_plug"], register=False) as fleet,
     ):
         await fleet.wait_connected()
+        # The firmware reports its version in a property (set_property from the device).
+        await server.server.properties.set_value("smart-plug", "firmware", {"version": "2.1.0"})
         entry = make_entry(server)
         await setup_entry(hass, entry)
         hub = find_device(hass, entry.unique_id or "")
@@ -61,5 +63,6 @@ async def test_local_server_devices(hass: HomeAssistant) -> None:
         assert plug is not None
         assert plug.model == "Kitchen relay board"
         assert plug.manufacturer == "IOTMP"
+        assert plug.sw_version == "2.1.0"
         assert await hass.config_entries.async_unload(entry.entry_id)
         await hass.async_block_till_done()

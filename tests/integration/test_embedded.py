@@ -205,6 +205,12 @@ async def test_device_entities_commands_and_availability(
         assert device.via_device_id == hub.id
         assert hub.model == "IOTMP server in Home Assistant"
         assert hub.configuration_url is None
+        # The manager reads properties (the firmware version) in process too.
+        embedded = embedded_of(entry)
+        assert embedded.server is not None
+        await embedded.server.properties.set_value("smart-plug", "firmware", "3.0.1")
+        listed = await entry.runtime_data.manager.client.list_properties("smart-plug")
+        assert [(p["property"], p["value"]) for p in listed] == [("firmware", "3.0.1")]
         await plug.stop()
         started = time.monotonic()
         await wait_for(hass, lambda: state_of(hass, relay) == STATE_UNAVAILABLE, timeout=2.0)

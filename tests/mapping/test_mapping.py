@@ -916,3 +916,19 @@ def test_number_range_override() -> None:
     result = map_resource_with_notes(info, ResourceOverride(number_min=90, number_max=10))
     assert result.specs == map_resource(info)
     assert result.notes
+
+
+def test_firmware_version_from_properties() -> None:
+    """The device page's firmware version comes from a property, most specific name first."""
+    from iotmp.ha_mapping import firmware_version
+
+    def props(**values: object) -> list[dict[str, object]]:
+        return [{"property": name, "value": value} for name, value in values.items()]
+
+    assert firmware_version(props(version="1.0", firmware_version="2.3.1")) == "2.3.1"
+    assert firmware_version(props(firmware={"version": "4.2", "build": 7})) == "4.2"
+    assert firmware_version(props(fw_version=3)) == "3"
+    assert firmware_version(props(version=True)) is None
+    assert firmware_version(props(version="x" * 65, firmware="bad\nline")) is None
+    assert firmware_version(props(config={"version": "9"})) is None
+    assert firmware_version([]) is None
