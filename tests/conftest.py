@@ -9,9 +9,10 @@ the pure protocol/server/client tests.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import settings
 
@@ -20,6 +21,13 @@ from hypothesis import settings
 # print_blob makes every failure reproducible from the log alone.
 settings.register_profile("iotmp", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "iotmp"))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session closed at teardown (REST calls to the test server)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture(autouse=True)

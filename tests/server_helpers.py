@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,34 @@ from iotmp.server.testing import TestServer
 
 LOCALHOST = "127.0.0.1"
 WAIT = 5.0
+
+
+async def api_call(
+    http: aiohttp.ClientSession,
+    server: TestServer,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    raw: bytes | str | None = None,
+) -> tuple[int, Any]:
+    """Call the server's REST API as ``server``'s user: ``(status, JSON body, text or None)``.
+
+    ``path`` is relative to the server's HTTP URL unless it is a whole URL; ``token``
+    replaces the user's token; ``raw`` is sent as the body instead of ``body`` as JSON.
+    """
+    url = path if path.startswith(("http://", "https://")) else server.http_url + path
+    headers = {"Authorization": f"Bearer {token or server.token}"}
+    kwargs: dict[str, Any] = {"data": raw} if raw is not None else {"json": body}
+    async with http.request(method, url, headers=headers, **kwargs) as resp:
+        text = await resp.text()
+    if not text:
+        return resp.status, None
+    try:
+        return resp.status, json.loads(text)
+    except ValueError:
+        return resp.status, text
 
 
 @dataclass

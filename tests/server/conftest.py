@@ -17,13 +17,6 @@ def _sockets(socket_enabled: None) -> None:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session closed at teardown."""
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def lab(http: aiohttp.ClientSession) -> AsyncIterator[Lab]:
     """Server + connected lamp device."""
     devices = [

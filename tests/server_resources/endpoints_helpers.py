@@ -19,8 +19,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from iotmp.server.testing import TestServer
-
 
 @dataclass(frozen=True)
 class Seen:
@@ -129,24 +127,6 @@ async def running_target(big_size: int = 4000) -> AsyncIterator[Target]:
         yield target
     finally:
         await target.stop()
-
-
-async def api(
-    http: aiohttp.ClientSession,
-    server: TestServer,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = None,
-) -> tuple[int, Any]:
-    """Call the server's REST API: ``(status, JSON body or text)``."""
-    headers = {"Authorization": f"Bearer {token or server.token}"}
-    async with http.request(method, server.http_url + path, json=body, headers=headers) as resp:
-        text = await resp.text()
-        if resp.content_type == "application/json" and text:
-            return resp.status, await resp.json()
-        return resp.status, text
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse, name: str, limit: float = 5.0) -> Any:

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from endpoints_helpers import Target, api, next_event, running_target
-from server_helpers import make_lamp, running_device
+from endpoints_helpers import Target, next_event, running_target
+from server_helpers import api_call, make_lamp, running_device
 
 from iotmp.server.events import make_event
 from iotmp.server.testing import TEST_LIMITS, TestDevice, TestServer, run_test_server
@@ -34,12 +34,6 @@ async def server(database: str) -> AsyncIterator[TestServer]:
         devices=devices, user="alice", database=database, limits=LIMITS
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -91,7 +85,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 5.0) -
 async def instances(
     http: aiohttp.ClientSession, server: TestServer, query: str = ""
 ) -> list[dict[str, Any]]:
-    status, found = await api(http, server, "GET", INSTANCES + query)
+    status, found = await api_call(http, server, "GET", INSTANCES + query)
     assert status == 200, found
     assert isinstance(found, list)
     return found
@@ -104,7 +98,7 @@ async def test_property_alarm_lifecycle(
     events: aiohttp.ClientWebSocketResponse,
 ) -> None:
     await server.server.endpoints.create("alice", "notify", url=target.url + "/ok")
-    status, rule = await api(http, server, "POST", RULES, property_rule(endpoint="notify"))
+    status, rule = await api_call(http, server, "POST", RULES, property_rule(endpoint="notify"))
     assert status == 200, rule
     assert (await next_event(events, "alarm_rule_create"))["rule"] == "hot"
     assert rule["condition"] == {"operator": ">", "threshold": 10, "duration": 0.0}
@@ -123,7 +117,7 @@ async def test_property_alarm_lifecycle(
     assert (notified.json()["rule"], notified.json()["state"]) == ("hot", "active")
 
     # acknowledged
-    status, acked = await api(
+    status, acked = await api_call(
         http,
         server,
         "PUT",
@@ -140,7 +134,7 @@ async def test_property_alarm_lifecycle(
     set_property(server, {"max": 3})
     cleared = await next_event(events, "alarm_instance_normalize")
     assert (cleared["instance"], cleared["state"], cleared["value"]) == (instance_id, "cleared", 3)
-    status, got = await api(http, server, "GET", f"{INSTANCES}/{instance_id}")
+    status, got = await api_call(http, server, "GET", f"{INSTANCES}/{instance_id}")
     assert status == 200
     assert got["state"] == "cleared"
     assert got["raised"] <= got["acknowledged"] <= got["cleared"]
@@ -154,13 +148,15 @@ async def test_property_alarm_lifecycle(
         second["instance"]
     ]
     assert await instances(http, server, "?rule=other") == []
-    status, _ = await api(http, server, "GET", INSTANCES + "?state=burning")
+    status, _ = await api_call(http, server, "GET", INSTANCES + "?state=burning")
     assert status == 400
-    status, _ = await api(http, server, "DELETE", f"{INSTANCES}/{instance_id}")
+    status, _ = await api_call(http, server, "DELETE", f"{INSTANCES}/{instance_id}")
     assert status == 200
-    status, _ = await api(http, server, "GET", f"{INSTANCES}/{instance_id}")
+    status, _ = await api_call(http, server, "GET", f"{INSTANCES}/{instance_id}")
     assert status == 404
-    status, _ = await api(http, server, "PUT", f"{INSTANCES}/{second['instance']}", {"state": 2})
+    status, _ = await api_call(
+        http, server, "PUT", f"{INSTANCES}/{second['instance']}", {"state": 2}
+    )
     assert status == 400
 
 
@@ -172,7 +168,7 @@ async def test_bucket_alarm_respects_the_held_duration(
         "source": {"type": "bucket", "bucket": "weather", "field": "temp"},
         "condition": {"operator": ">=", "threshold": 30, "duration": 0.5},
     }
-    status, body = await api(http, server, "POST", RULES, rule)
+    status, body = await api_call(http, server, "POST", RULES, rule)
     assert status == 200, body
     write_bucket(server, {"temp": 35})
     await asyncio.sleep(0.25)
@@ -203,7 +199,7 @@ async def test_device_resource_alarm_and_reconnect(
         },
         "condition": {"operator": ">", "threshold": 50, "duration": 0},
     }
-    status, body = await api(http, server, "POST", RULES, rule)  # the lamp is offline now
+    status, body = await api_call(http, server, "POST", RULES, rule)  # the lamp is offline now
     assert status == 200, body
     device, state = make_lamp("alice", "lamp", "lamp-pw")
     async with running_device(device, server.tcp_port):
@@ -222,7 +218,7 @@ async def test_device_resource_alarm_and_reconnect(
         created = await next_event(events, "alarm_instance_create")  # re-armed on reconnect
         assert created["value"] == 90
     # a rule on another field path of an output resource
-    status, body = await api(
+    status, body = await api_call(
         http,
         server,
         "PUT",
@@ -242,13 +238,13 @@ async def test_device_resource_alarm_and_reconnect(
 async def test_users_are_isolated_and_rules_checked(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    status, _ = await api(http, server, "POST", RULES, property_rule())
+    status, _ = await api_call(http, server, "POST", RULES, property_rule())
     assert status == 200
     bob = server.issue_token(user="bob")
     for method, path in [("GET", RULES), ("GET", RULES + "/hot"), ("GET", INSTANCES)]:
-        status, _ = await api(http, server, method, path, token=bob)
+        status, _ = await api_call(http, server, method, path, token=bob)
         assert status == 403
-    status, listed = await api(http, server, "GET", "/v1/users/bob/alarms/rules", token=bob)
+    status, listed = await api_call(http, server, "GET", "/v1/users/bob/alarms/rules", token=bob)
     assert (status, listed) == (200, [])
     set_property(server, {"max": 99}, user="bob")  # bob's event about a device "lamp"
     await asyncio.sleep(0.1)
@@ -267,23 +263,23 @@ async def test_users_are_isolated_and_rules_checked(
         {**property_rule(), "rule": "no spaces"},
     ]
     for body in bad:
-        status, answer = await api(http, server, "POST", RULES, body)
+        status, answer = await api_call(http, server, "POST", RULES, body)
         assert status == 400, (body, answer)
         assert isinstance(answer["error"]["message"], str)
-    status, _ = await api(http, server, "POST", RULES, property_rule())
+    status, _ = await api_call(http, server, "POST", RULES, property_rule())
     assert status == 409  # taken
     # Thinger's envelope: the settings under "config"
     thinger = {"rule": "t1", "name": "T", "enabled": True, "config": property_rule("t1")}
     del thinger["config"]["rule"]
-    status, created = await api(http, server, "POST", RULES, thinger)
+    status, created = await api_call(http, server, "POST", RULES, thinger)
     assert (status, created["source"]["property"]) == (200, "config")
-    status, _ = await api(http, server, "POST", RULES, property_rule("t2"))
+    status, _ = await api_call(http, server, "POST", RULES, property_rule("t2"))
     assert status == 200
-    status, answer = await api(http, server, "POST", RULES, property_rule("t3"))
+    status, answer = await api_call(http, server, "POST", RULES, property_rule("t3"))
     assert (status, answer["error"]["message"]) == (409, "at most 3 alarm rules per user")
-    status, _ = await api(http, server, "DELETE", RULES + "/t2")
+    status, _ = await api_call(http, server, "DELETE", RULES + "/t2")
     assert status == 200
-    status, _ = await api(http, server, "DELETE", RULES + "/t2")
+    status, _ = await api_call(http, server, "DELETE", RULES + "/t2")
     assert status == 404
 
 
@@ -306,7 +302,7 @@ async def test_rules_and_open_instances_survive_a_restart(
     await eventually(one_active)
     await server.stop()
     await server.start()
-    status, rules = await api(http, server, "GET", RULES)
+    status, rules = await api_call(http, server, "GET", RULES)
     assert (status, [r["rule"] for r in rules]) == (200, ["hot"])
     set_property(server, {"max": 12})  # still holds: the open instance is remembered
     await asyncio.sleep(0.1)
@@ -318,7 +314,7 @@ async def test_rules_and_open_instances_survive_a_restart(
 
     await eventually(cleared)
     # disabled rules are not evaluated
-    status, _ = await api(http, server, "PUT", RULES + "/hot", {"enabled": False})
+    status, _ = await api_call(http, server, "PUT", RULES + "/hot", {"enabled": False})
     assert status == 200
     set_property(server, {"max": 50})
     await asyncio.sleep(0.1)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from server_helpers import REF_TEMPERATURE_PAYLOAD, RawPeer, frame_hex, varint_hex
+from server_helpers import REF_TEMPERATURE_PAYLOAD, RawPeer, api_call, frame_hex, varint_hex
 
 from iotmp.protocol.message import Message, MessageType
 from iotmp.server.storage.buckets import RecordRow
@@ -19,33 +18,10 @@ RECORD = {"celsius": 21.5, "humidity": 45}  # REF_TEMPERATURE_PAYLOAD decoded
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
     devices = [TestDevice("refdev1", credential="s3cret"), TestDevice("bobdev", user="bob")]
     async with run_test_server(devices=devices, user="alice") as running:
         yield running
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    server: TestServer,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = None,
-    raw: str | None = None,
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token or server.token}"}
-    kwargs: dict[str, Any] = {"data": raw} if raw is not None else {"json": body}
-    async with http.request(method, server.http_url + path, headers=headers, **kwargs) as resp:
-        text = await resp.text()
-        return resp.status, (json.loads(text) if text else None)
 
 
 def assert_error(status: int, body: Any, expected: int) -> None:
@@ -58,7 +34,7 @@ async def make_bucket(
 ) -> dict[str, Any]:
     body = {"bucket": bucket, "name": bucket.title(), "enabled": True, "config": {"source": "api"}}
     body.update(extra)
-    status, created = await call(http, server, "POST", "/v1/users/alice/buckets", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/buckets", body)
     assert status == 200, created
     return dict(created)
 
@@ -77,56 +53,62 @@ async def test_bucket_crud_write_read(database: str, http: aiohttp.ClientSession
         assert created["config"] == {"source": "api"}
         assert created["retention"] == {"period": 2, "unit": "days"}
         assert created["created"] == created["modified"] > 1_600_000_000_000
-        status, body = await call(http, server, "GET", "/v1/users/alice/buckets")
+        status, body = await api_call(http, server, "GET", "/v1/users/alice/buckets")
         assert (status, [b["bucket"] for b in body]) == (200, ["temps"])
 
-        status, body = await call(
+        status, body = await api_call(
             http, server, "PUT", "/v1/users/alice/buckets/temps", {"name": "T"}
         )
         assert (status, body["name"], body["description"]) == (200, "T", "hall")
-        status, body = await call(http, server, "GET", "/v1/users/alice/buckets/temps")
+        status, body = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps")
         assert (status, body["name"]) == (200, "T")
 
         # one record, then an array, with and without their own ts
-        status, _ = await call(http, server, "POST", "/v1/users/alice/buckets/temps/data", {"t": 1})
+        status, _ = await api_call(
+            http, server, "POST", "/v1/users/alice/buckets/temps/data", {"t": 1}
+        )
         assert status == 200
         batch = [{"t": 2, "ts": 1000}, {"t": 3, "ts": 3000}, {"t": 4, "ts": 2000}]
-        status, _ = await call(http, server, "POST", "/v1/users/alice/buckets/temps/data", batch)
+        status, _ = await api_call(
+            http, server, "POST", "/v1/users/alice/buckets/temps/data", batch
+        )
         assert status == 200
-        status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data?items=3")
+        status, rows = await api_call(
+            http, server, "GET", "/v1/users/alice/buckets/temps/data?items=3"
+        )
         assert status == 200
         assert rows == [
             {"ts": 1000, "val": {"t": 2}},
             {"ts": 2000, "val": {"t": 4}},
             {"ts": 3000, "val": {"t": 3}},
         ]
-        status, rows = await call(
+        status, rows = await api_call(
             http, server, "GET", "/v2/users/alice/buckets/temps/data?sort=desc&items=2"
         )
         assert [r["val"]["t"] for r in rows] == [1, 3]
-        status, rows = await call(
+        status, rows = await api_call(
             http, server, "GET", "/v1/users/alice/buckets/temps/data?min_ts=1500&max_ts=3000"
         )
         assert [r["ts"] for r in rows] == [2000, 3000]
 
-        status, _ = await call(http, server, "DELETE", "/v1/users/alice/buckets/temps")
+        status, _ = await api_call(http, server, "DELETE", "/v1/users/alice/buckets/temps")
         assert status == 200
-        status, body = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
+        status, body = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
         assert_error(status, body, 404)
         # re-created under the same id, it is empty: the records went with the bucket
         await make_bucket(http, server)
-        status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
+        status, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
         assert (status, rows) == (200, [])
 
 
 async def test_buckets_survive_restart(http: aiohttp.ClientSession, server: TestServer) -> None:
     await make_bucket(http, server)
-    await call(http, server, "POST", "/v1/users/alice/buckets/temps/data", {"t": 7, "ts": 5})
+    await api_call(http, server, "POST", "/v1/users/alice/buckets/temps/data", {"t": 7, "ts": 5})
     await server.stop()
     await server.start()
-    status, body = await call(http, server, "GET", "/v1/users/alice/buckets/temps")
+    status, body = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps")
     assert (status, body["bucket"]) == (200, "temps")
-    status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
+    status, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
     assert rows == [{"ts": 5, "val": {"t": 7}}]
 
 
@@ -152,12 +134,12 @@ BAD_CREATES: list[tuple[Any, int]] = [
 
 async def test_errors(http: aiohttp.ClientSession, server: TestServer) -> None:
     for body, expected in BAD_CREATES:
-        status, answer = await call(http, server, "POST", "/v1/users/alice/buckets", body)
+        status, answer = await api_call(http, server, "POST", "/v1/users/alice/buckets", body)
         assert_error(status, answer, expected)
-    status, answer = await call(http, server, "POST", "/v1/users/alice/buckets", raw="{nope")
+    status, answer = await api_call(http, server, "POST", "/v1/users/alice/buckets", raw="{nope")
     assert_error(status, answer, 400)
     await make_bucket(http, server)
-    status, answer = await call(
+    status, answer = await api_call(
         http,
         server,
         "POST",
@@ -174,7 +156,7 @@ async def test_errors(http: aiohttp.ClientSession, server: TestServer) -> None:
         ("GET", "/v1/users/alice/buckets/nope/exports"),
         ("GET", "/v1/users/alice/buckets/temps/exports/not-an-export.csv"),
     ]:
-        status, answer = await call(http, server, method, path, {"name": "x"})
+        status, answer = await api_call(http, server, method, path, {"name": "x"})
         assert_error(status, answer, 404)
     data = "/v1/users/alice/buckets/temps/data"
     for query in [
@@ -185,34 +167,34 @@ async def test_errors(http: aiohttp.ClientSession, server: TestServer) -> None:
         "agg=1mo",
         "agg=5m&agg_type=median",
     ]:
-        status, answer = await call(http, server, "GET", f"{data}?{query}")
+        status, answer = await api_call(http, server, "GET", f"{data}?{query}")
         assert_error(status, answer, 400)
-    status, answer = await call(http, server, "POST", data, {"t": 1, "ts": "yesterday"})
+    status, answer = await api_call(http, server, "POST", data, {"t": 1, "ts": "yesterday"})
     assert_error(status, answer, 400)
-    status, answer = await call(http, server, "POST", data, [])
+    status, answer = await api_call(http, server, "POST", data, [])
     assert_error(status, answer, 400)
-    status, answer = await call(http, server, "POST", data, raw="")
+    status, answer = await api_call(http, server, "POST", data, raw="")
     assert_error(status, answer, 400)
-    status, answer = await call(http, server, "POST", data, {"blob": "x" * 20_000})
+    status, answer = await api_call(http, server, "POST", data, {"blob": "x" * 20_000})
     assert_error(status, answer, 413)
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "PUT", "/v1/users/alice/buckets/temps", {"bucket": "other"}
     )
     assert_error(status, answer, 400)
     # a disabled bucket refuses writes
-    await call(http, server, "PUT", "/v1/users/alice/buckets/temps", {"enabled": False})
-    status, answer = await call(http, server, "POST", data, {"t": 1})
+    await api_call(http, server, "PUT", "/v1/users/alice/buckets/temps", {"enabled": False})
+    status, answer = await api_call(http, server, "POST", data, {"t": 1})
     assert_error(status, answer, 409)
-    status, answer = await call(http, server, "GET", "/v1/users/alice/buckets", token="garbage")
+    status, answer = await api_call(http, server, "GET", "/v1/users/alice/buckets", token="garbage")
     assert_error(status, answer, 401)
-    status, rows = await call(http, server, "GET", data)
+    status, rows = await api_call(http, server, "GET", data)
     assert (status, rows) == (200, [])
 
 
 async def test_users_are_isolated(http: aiohttp.ClientSession, server: TestServer) -> None:
     await make_bucket(http, server)
     bob = server.issue_token(user="bob")
-    status, body = await call(http, server, "GET", "/v1/users/bob/buckets", token=bob)
+    status, body = await api_call(http, server, "GET", "/v1/users/bob/buckets", token=bob)
     assert (status, body) == (200, [])
     for method, path in [
         ("GET", "/v1/users/alice/buckets"),
@@ -221,12 +203,12 @@ async def test_users_are_isolated(http: aiohttp.ClientSession, server: TestServe
         ("POST", "/v1/users/alice/buckets/temps/data"),
         ("DELETE", "/v1/users/alice/buckets/temps"),
     ]:
-        status, body = await call(http, server, method, path, {"t": 1}, token=bob)
+        status, body = await api_call(http, server, method, path, {"t": 1}, token=bob)
         assert_error(status, body, 403)
-    status, body = await call(http, server, "GET", "/v1/users/bob/buckets/temps", token=bob)
+    status, body = await api_call(http, server, "GET", "/v1/users/bob/buckets/temps", token=bob)
     assert_error(status, body, 404)
     # bob's own bucket of the same id is another bucket
-    status, _ = await call(
+    status, _ = await api_call(
         http,
         server,
         "POST",
@@ -235,14 +217,16 @@ async def test_users_are_isolated(http: aiohttp.ClientSession, server: TestServe
         token=bob,
     )
     assert status == 200
-    await call(http, server, "POST", "/v1/users/bob/buckets/temps/data", {"who": "bob"}, token=bob)
-    status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
+    await api_call(
+        http, server, "POST", "/v1/users/bob/buckets/temps/data", {"who": "bob"}, token=bob
+    )
+    status, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps/data")
     assert (status, rows) == (200, [])
 
 
 async def test_token_permissions(http: aiohttp.ClientSession, server: TestServer) -> None:
     await make_bucket(http, server)
-    status, body = await call(
+    status, body = await api_call(
         http,
         server,
         "POST",
@@ -256,15 +240,19 @@ async def test_token_permissions(http: aiohttp.ClientSession, server: TestServer
     )
     assert status == 200, body
     reader = body["access_token"]
-    status, _ = await call(http, server, "GET", "/v1/users/alice/buckets/temps/data", token=reader)
+    status, _ = await api_call(
+        http, server, "GET", "/v1/users/alice/buckets/temps/data", token=reader
+    )
     assert status == 200
-    status, _ = await call(http, server, "GET", "/v1/users/alice/buckets/temps", token=reader)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps", token=reader)
     assert status == 200
-    status, body = await call(
+    status, body = await api_call(
         http, server, "POST", "/v1/users/alice/buckets/temps/data", {"t": 1}, token=reader
     )
     assert_error(status, body, 403)
-    status, body = await call(http, server, "DELETE", "/v1/users/alice/buckets/temps", token=reader)
+    status, body = await api_call(
+        http, server, "DELETE", "/v1/users/alice/buckets/temps", token=reader
+    )
     assert_error(status, body, 403)
 
 
@@ -275,7 +263,7 @@ async def test_aggregation(http: aiohttp.ClientSession, server: TestServer) -> N
         for ts, v in [(0, 1), (30_000, 3), (59_999, 8), (60_000, 10), (150_000, -2)]
     ]
     rows.append({"label": "no numbers", "ts": 150_001})
-    await call(http, server, "POST", "/v1/users/alice/buckets/temps/data", rows)
+    await api_call(http, server, "POST", "/v1/users/alice/buckets/temps/data", rows)
     data = "/v1/users/alice/buckets/temps/data?agg=1m"
     expected = {
         "mean": [4.0, 10, -2],
@@ -286,11 +274,11 @@ async def test_aggregation(http: aiohttp.ClientSession, server: TestServer) -> N
         "spread": [7, 0, 0],
     }
     for agg_type, values in expected.items():
-        status, body = await call(http, server, "GET", f"{data}&agg_type={agg_type}")
+        status, body = await api_call(http, server, "GET", f"{data}&agg_type={agg_type}")
         assert status == 200
         assert [r["ts"] for r in body] == [0, 60_000, 120_000]
         assert [r["val"]["t"] for r in body] == values, agg_type
-    status, body = await call(http, server, "GET", f"{data}&sort=desc&items=2")
+    status, body = await api_call(http, server, "GET", f"{data}&sort=desc&items=2")
     assert [r["ts"] for r in body] == [120_000, 60_000]
 
 
@@ -300,12 +288,12 @@ async def test_exports(http: aiohttp.ClientSession, server: TestServer) -> None:
         {"cmd": "err", "device": "test", "err": 35, "ts": 1721080835304},
         {"device": 'say "hi"', "ok": True, "nested": {"a": 1}, "ts": 1721080892305},
     ]
-    await call(http, server, "POST", "/v1/users/alice/buckets/temps/data", rows)
+    await api_call(http, server, "POST", "/v1/users/alice/buckets/temps/data", rows)
     url = f"{server.ws_url}/v2/users/alice/events"
     async with http.ws_connect(url, headers={"Authorization": f"Bearer {server.token}"}) as ws:
         await ws.send_json({"event": "bucket_export_completed"})
         assert "registered" in await ws.receive_json(timeout=5)
-        status, made = await call(
+        status, made = await api_call(
             http,
             server,
             "POST",
@@ -327,30 +315,30 @@ async def test_exports(http: aiohttp.ClientSession, server: TestServer) -> None:
         '"err";"test";35;;;"2024-07-15T22:00:35.304Z"',
         ';"say ""hi""";;"{""a"":1}";true;"2024-07-15T22:01:32.305Z"',
     ]
-    status, made = await call(
+    status, made = await api_call(
         http,
         server,
         "POST",
         "/v1/users/alice/buckets/temps/exports",
         {"data_type": "json", "timestamp_format": "milliseconds", "min_ts": 1721080835305},
     )
-    status, body = await call(
+    status, body = await api_call(
         http, server, "GET", f"/v1/users/alice/buckets/temps/exports/{made['file']}"
     )
     assert body == [
         {"ts": 1721080892305, "val": {"device": 'say "hi"', "ok": True, "nested": {"a": 1}}}
     ]
-    status, listed = await call(http, server, "GET", "/v1/users/alice/buckets/temps/exports")
+    status, listed = await api_call(http, server, "GET", "/v1/users/alice/buckets/temps/exports")
     assert [e["data_type"] for e in listed] == ["csv", "json"]
-    status, _ = await call(
+    status, _ = await api_call(
         http, server, "DELETE", f"/v1/users/alice/buckets/temps/exports/{made['file']}"
     )
     assert status == 200
-    status, body = await call(
+    status, body = await api_call(
         http, server, "DELETE", f"/v1/users/alice/buckets/temps/exports/{made['file']}"
     )
     assert_error(status, body, 404)
-    status, body = await call(
+    status, body = await api_call(
         http, server, "POST", "/v1/users/alice/buckets/temps/exports", {"data_type": "arff"}
     )
     assert_error(status, body, 400)
@@ -421,7 +409,9 @@ async def test_write_bucket_both_layouts(http: aiohttp.ClientSession, server: Te
         async with asyncio.timeout(5):
             while len(rows := await server.server.buckets.read("alice", "dev_records")) < 4:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-        status, rows = await call(http, server, "GET", "/v1/users/alice/buckets/dev_records/data")
+        status, rows = await api_call(
+            http, server, "GET", "/v1/users/alice/buckets/dev_records/data"
+        )
         assert status == 200
         assert [r["val"] for r in rows] == [RECORD] * 4
         assert all(abs(r["ts"] - rows[0]["ts"]) < 10_000 for r in rows)
@@ -433,7 +423,7 @@ async def test_write_bucket_errors(http: aiohttp.ClientSession, server: TestServ
     await make_bucket(http, server, "dev_records", config={"source": "write"})
     # bob's bucket of another id: refdev1 (alice's) cannot write into it
     bob = server.issue_token(user="bob")
-    await call(
+    await api_call(
         http,
         server,
         "POST",
@@ -465,7 +455,7 @@ async def test_write_bucket_errors(http: aiohttp.ClientSession, server: TestServ
         assert reply.type == MessageType.ERROR
     finally:
         await peer.close()
-    status, rows = await call(http, server, "GET", "/v1/users/bob/buckets/bobs/data", token=bob)
+    status, rows = await api_call(http, server, "GET", "/v1/users/bob/buckets/bobs/data", token=bob)
     assert (status, rows) == (200, [])
 
 
@@ -496,7 +486,7 @@ async def test_bucket_write_events(http: aiohttp.ClientSession, server: TestServ
     async with http.ws_connect(url, headers={"Authorization": f"Bearer {server.token}"}) as ws:
         await ws.send_json({"event": "bucket_write", "filters": {"bucket": "dev_records"}})
         assert "registered" in await ws.receive_json(timeout=5)
-        await call(
+        await api_call(
             http, server, "POST", "/v1/users/alice/buckets/dev_records/data", {"t": 1, "ts": 1234}
         )
         event = await ws.receive_json(timeout=5)
@@ -532,9 +522,9 @@ async def test_retention_by_age_and_count(http: aiohttp.ClientSession, server: T
     buckets.retention._now_ms = lambda: now
     deleted = await buckets.retention.enforce()
     assert deleted == 12 + 8
-    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/aged/data")
+    _, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/aged/data")
     assert [r["ts"] for r in rows] == [now - 60_000 + i for i in range(3)]
-    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
+    _, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
     assert [r["val"]["i"] for r in rows] == [8, 9, 10, 11, 12]
     assert await buckets.retention.enforce() == 0
 
@@ -548,11 +538,11 @@ async def test_retention_runs_in_background(
         [RecordRow("alice", "counted", i, {"i": i}) for i in range(10)]
     )
     # setting a retention starts a pass: no need to wait for the minute
-    await call(
+    await api_call(
         http, server, "PUT", "/v1/users/alice/buckets/counted", {"retention": {"max_records": 2}}
     )
     async with asyncio.timeout(5):
         while await buckets.store.count("alice", "counted") > 2:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    _, rows = await call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
+    _, rows = await api_call(http, server, "GET", "/v1/users/alice/buckets/counted/data")
     assert [r["ts"] for r in rows] == [8, 9]

@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from endpoints_helpers import Target, api, running_target
-from server_helpers import RawPeer, frame_hex, varint_hex
+from endpoints_helpers import Target, running_target
+from server_helpers import RawPeer, api_call, frame_hex, varint_hex
 
 from iotmp.protocol.message import Message, MessageType
 from iotmp.server.testing import TEST_LIMITS, TestDevice, TestServer, run_test_server
@@ -44,12 +44,6 @@ async def server(database: str) -> AsyncIterator[TestServer]:
         yield running
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def http_endpoint(target: Target, path: str = "/ok", **config: Any) -> dict[str, Any]:
     return {
         "endpoint": config.pop("endpoint", "hook"),
@@ -60,7 +54,7 @@ def http_endpoint(target: Target, path: str = "/ok", **config: Any) -> dict[str,
 
 
 async def create(http: aiohttp.ClientSession, server: TestServer, body: dict[str, Any]) -> Any:
-    status, created = await api(http, server, "POST", "/v1/users/alice/endpoints", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/endpoints", body)
     assert status == 200, created
     return created
 
@@ -75,19 +69,19 @@ async def test_crud_and_validation(
     assert created["endpoint"] == "hook"
     assert created["enabled"] is True
     assert created["config"]["body_type"] == "json"
-    status, listed = await api(http, server, "GET", "/v1/users/alice/endpoints")
+    status, listed = await api_call(http, server, "GET", "/v1/users/alice/endpoints")
     assert status == 200
     assert [e["endpoint"] for e in listed] == ["hook"]
     assert "config" not in listed[0]  # Thinger's list shows no config
 
-    status, body = await api(http, server, "POST", "/v1/users/alice/endpoints", created)
+    status, body = await api_call(http, server, "POST", "/v1/users/alice/endpoints", created)
     assert status == 400  # created/modified are not input
-    status, body = await api(
+    status, body = await api_call(
         http, server, "POST", "/v1/users/alice/endpoints", http_endpoint(target)
     )
     assert (status, body["error"]["message"]) == (409, "endpoint already exists")
 
-    status, body = await api(
+    status, body = await api_call(
         http, server, "PUT", "/v1/users/alice/endpoints/hook", {"name": "Renamed"}
     )
     assert (status, body["name"], body["config"]["url"]) == (200, "Renamed", target.url + "/ok")
@@ -104,16 +98,16 @@ async def test_crud_and_validation(
         {"endpoint": "x8", "type": "http_request"},
     ]
     for body in bad:
-        status, answer = await api(http, server, "POST", "/v1/users/alice/endpoints", body)
+        status, answer = await api_call(http, server, "POST", "/v1/users/alice/endpoints", body)
         assert status == 400, (body, answer)
         assert isinstance(answer["error"]["message"], str)
 
-    status, _ = await api(http, server, "DELETE", "/v1/users/alice/endpoints/hook")
+    status, _ = await api_call(http, server, "DELETE", "/v1/users/alice/endpoints/hook")
     assert status == 200
     for method in ("GET", "DELETE"):
-        status, _ = await api(http, server, method, "/v1/users/alice/endpoints/hook")
+        status, _ = await api_call(http, server, method, "/v1/users/alice/endpoints/hook")
         assert status == 404
-    status, _ = await api(http, server, "POST", "/v1/users/alice/endpoints/hook/call", {})
+    status, _ = await api_call(http, server, "POST", "/v1/users/alice/endpoints/hook/call", {})
     assert status == 404
 
 
@@ -122,13 +116,15 @@ async def test_users_are_isolated(
 ) -> None:
     await create(http, server, http_endpoint(target))
     bob = server.issue_token(user="bob")
-    status, _ = await api(http, server, "GET", "/v1/users/alice/endpoints/hook", token=bob)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/endpoints/hook", token=bob)
     assert status == 403
-    status, _ = await api(http, server, "POST", "/v1/users/alice/endpoints/hook/call", token=bob)
+    status, _ = await api_call(
+        http, server, "POST", "/v1/users/alice/endpoints/hook/call", token=bob
+    )
     assert status == 403
-    status, listed = await api(http, server, "GET", "/v1/users/bob/endpoints", token=bob)
+    status, listed = await api_call(http, server, "GET", "/v1/users/bob/endpoints", token=bob)
     assert (status, listed) == (200, [])
-    status, _ = await api(http, server, "POST", "/v1/users/bob/endpoints/hook/call", token=bob)
+    status, _ = await api_call(http, server, "POST", "/v1/users/bob/endpoints/hook/call", token=bob)
     assert status == 404
     assert target.seen == []
 
@@ -152,7 +148,9 @@ async def test_call_sends_the_template_and_headers(
     )
     await create(http, server, body)
     payload = {"temperature": 21.5, "room": "hall/1", "unit": "°C"}
-    status, answer = await api(http, server, "POST", "/v1/users/alice/endpoints/hook/call", payload)
+    status, answer = await api_call(
+        http, server, "POST", "/v1/users/alice/endpoints/hook/call", payload
+    )
     assert status == 200
     seen = target.seen[-1]
     assert seen.raw_path == "/ok/hall%2F1?unit=%C2%B0C"  # values are percent-encoded in URLs
@@ -163,13 +161,13 @@ async def test_call_sends_the_template_and_headers(
 
     # body_type json (the default) sends the payload itself; none sends nothing
     await create(http, server, http_endpoint(target, endpoint="plain"))
-    status, answer = await api(
+    status, answer = await api_call(
         http, server, "POST", "/v1/users/alice/endpoints/plain/call", {"a": [1, 2]}
     )
     assert (status, answer) == (200, {"ok": True, "echo": {"a": [1, 2]}})
     assert target.seen[-1].headers["Content-Type"] == "application/json"
     await create(http, server, http_endpoint(target, endpoint="bare", body_type="none"))
-    status, answer = await api(
+    status, answer = await api_call(
         http, server, "POST", "/v1/users/alice/endpoints/bare/call", {"a": 1}
     )
     assert (status, answer, target.seen[-1].body) == (200, {"ok": True, "echo": None}, b"")
@@ -189,7 +187,7 @@ async def test_call_results(
     await create(http, server, http_endpoint(target, endpoint="gone", url="http://127.0.0.1:9/x"))
     results = {}
     for name in ("text", "fail", "denied", "empty", "big", "gone"):
-        results[name] = await api(
+        results[name] = await api_call(
             http, server, "POST", f"/v1/users/alice/endpoints/{name}/call", {"n": 1}
         )
     assert results["text"] == (200, "pong")
@@ -197,15 +195,17 @@ async def test_call_results(
     # a target's 401 is not passed on: the caller would take it for its own token
     assert results["denied"][0] == 502
     assert "401" in results["denied"][1]["error"]["message"]
-    assert results["empty"] == (204, "")
+    assert results["empty"] == (204, None)  # no body
     assert results["big"][0] == 502
     assert "larger than 1000 bytes" in results["big"][1]["error"]["message"]
     assert results["gone"][0] == 502
     assert "cannot connect to 127.0.0.1:9" in results["gone"][1]["error"]["message"]
 
-    status, _ = await api(http, server, "PUT", "/v1/users/alice/endpoints/text", {"enabled": False})
+    status, _ = await api_call(
+        http, server, "PUT", "/v1/users/alice/endpoints/text", {"enabled": False}
+    )
     assert status == 200
-    status, body = await api(http, server, "POST", "/v1/users/alice/endpoints/text/call")
+    status, body = await api_call(http, server, "POST", "/v1/users/alice/endpoints/text/call")
     assert (status, body["error"]["message"]) == (409, "endpoint is disabled")
 
 
@@ -216,13 +216,13 @@ async def test_slow_endpoint_times_out_without_stalling_others(
     await create(http, server, http_endpoint(target, endpoint="fast"))
     started = time.monotonic()
     slow = asyncio.ensure_future(
-        api(http, server, "POST", "/v1/users/alice/endpoints/slow/call", {})
+        api_call(http, server, "POST", "/v1/users/alice/endpoints/slow/call", {})
     )
     await target.next_request()  # the slow call is in flight
     before = time.monotonic()
-    status, answer = await api(http, server, "POST", "/v1/users/alice/endpoints/fast/call", {})
+    status, answer = await api_call(http, server, "POST", "/v1/users/alice/endpoints/fast/call", {})
     assert (status, answer["ok"]) == (200, True)
-    status, _ = await api(http, server, "GET", "/v1/users/alice/endpoints")
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/endpoints")
     assert status == 200
     assert time.monotonic() - before < 0.5  # neither waited for the slow call
     status, body = await slow
@@ -238,15 +238,15 @@ async def test_calls_in_flight_are_capped_per_user(
 ) -> None:
     await create(http, server, http_endpoint(target, path="/slow", endpoint="slow"))
     path = "/v1/users/alice/endpoints/slow/call"
-    first = [asyncio.ensure_future(api(http, server, "POST", path, {})) for _ in range(2)]
+    first = [asyncio.ensure_future(api_call(http, server, "POST", path, {})) for _ in range(2)]
     await target.next_request()
     await target.next_request()
-    status, body = await api(http, server, "POST", path, {})
+    status, body = await api_call(http, server, "POST", path, {})
     assert status == 429
     assert "at most 2 endpoint calls" in body["error"]["message"]
     target.release.set()
     assert [(await f)[0] for f in first] == [200, 200]
-    status, _ = await api(http, server, "POST", path, {})
+    status, _ = await api_call(http, server, "POST", path, {})
     assert status == 200  # the slots are free again
 
 
@@ -277,11 +277,11 @@ async def test_secrets_are_redacted_kept_and_never_logged(
         {"key": "X-Api-Key", "value": "********"},
         {"key": "Content-Type", "value": "application/json"},
     ]
-    status, got = await api(http, server, "GET", "/v1/users/alice/endpoints/hook")
+    status, got = await api_call(http, server, "GET", "/v1/users/alice/endpoints/hook")
     assert (status, got["config"]) == (200, shown)
 
     # sending the redacted config back (e.g. to rename) keeps the stored secrets
-    status, _ = await api(
+    status, _ = await api_call(
         http,
         server,
         "PUT",
@@ -289,7 +289,9 @@ async def test_secrets_are_redacted_kept_and_never_logged(
         {"name": "x", "config": {**shown, "method": "PUT"}},
     )
     assert status == 200
-    status, _ = await api(http, server, "POST", "/v1/users/alice/endpoints/hook/call", {"a": 1})
+    status, _ = await api_call(
+        http, server, "POST", "/v1/users/alice/endpoints/hook/call", {"a": 1}
+    )
     assert status == 200
     seen = target.seen[-1]
     assert seen.method == "PUT"
@@ -298,7 +300,7 @@ async def test_secrets_are_redacted_kept_and_never_logged(
     basic = base64.b64encode(f"user:{SECRET_PASSWORD}".encode()).decode()
     assert seen.headers["Authorization"] == f"Basic {basic}"  # the URL's user:password
     # URL credentials and an Authorization header would both set the same header
-    status, _ = await api(
+    status, _ = await api_call(
         http,
         server,
         "POST",
@@ -307,7 +309,7 @@ async def test_secrets_are_redacted_kept_and_never_logged(
     )
     assert status == 400
     # a redacted value with nothing stored behind it is refused
-    status, answer = await api(
+    status, answer = await api_call(
         http,
         server,
         "PUT",
@@ -327,7 +329,7 @@ async def test_secrets_are_redacted_kept_and_never_logged(
             headers=[{"key": "X-Api-Key", "value": SECRET_KEY}],
         ),
     )
-    status, _ = await api(http, server, "POST", "/v1/users/alice/endpoints/down/call", {})
+    status, _ = await api_call(http, server, "POST", "/v1/users/alice/endpoints/down/call", {})
     assert status == 502
     logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
     assert "endpoint alice/down" in logged  # the failure was logged ...

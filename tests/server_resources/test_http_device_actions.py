@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from server_helpers import api_call
 
 from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
@@ -24,33 +25,17 @@ async def server(database: str) -> AsyncIterator[TestServer]:
         yield srv
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None
-) -> tuple[int, Any]:
-    async with http.request(
-        method, url, headers={"Authorization": f"Bearer {token}"}, json=body
-    ) as response:
-        text = await response.text()
-        return response.status, (await response.json(content_type=None)) if text else None
-
-
 async def test_callback_config_round_trip_and_refusals(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     url = f"{server.http_url}/v3/users/alice/devices/meter/callback"
-    assert await call(http, "GET", url, server.token) == (200, {"actions": {}, "properties": {}})
+    assert await api_call(http, server, "GET", url) == (200, {"actions": {}, "properties": {}})
     config = {
         "actions": {"write_bucket": "readings", "set_property": "last"},
         "properties": {"timeout": 60},
     }
-    assert await call(http, "PUT", url, server.token, config) == (200, config)
-    assert await call(http, "GET", url, server.token) == (200, config)
+    assert await api_call(http, server, "PUT", url, config) == (200, config)
+    assert await api_call(http, server, "GET", url) == (200, config)
 
     for bad in (
         [1],
@@ -60,16 +45,16 @@ async def test_callback_config_round_trip_and_refusals(
         {"properties": {"timeout": True}},
         {"other": 1},
     ):
-        status, body = await call(http, "PUT", url, server.token, bad)
+        status, body = await api_call(http, server, "PUT", url, bad)
         assert status == 400 and body["error"]["message"], (bad, body)
-    assert await call(http, "GET", url, server.token) == (200, config)  # unchanged
+    assert await api_call(http, server, "GET", url) == (200, config)  # unchanged
 
     lamp = f"{server.http_url}/v3/users/alice/devices/lamp/callback"
-    assert (await call(http, "GET", lamp, server.token))[0] == 400  # not an HTTP device
+    assert (await api_call(http, server, "GET", lamp))[0] == 400  # not an HTTP device
     bobs = f"{server.http_url}/v3/users/bob/devices/bobs-meter/callback"
-    assert (await call(http, "GET", bobs, server.token))[0] == 403  # another user's device
+    assert (await api_call(http, server, "GET", bobs))[0] == 403  # another user's device
     foreign = f"{server.http_url}/v3/users/alice/devices/bobs-meter/callback"
-    assert (await call(http, "GET", foreign, server.token))[0] == 404
+    assert (await api_call(http, server, "GET", foreign))[0] == 404
 
 
 async def test_posts_write_the_bucket_set_and_send_properties(
@@ -85,16 +70,18 @@ async def test_posts_write_the_bucket_set_and_send_properties(
             "send_property": "config",
         }
     }
-    assert (await call(http, "PUT", f"{base}/callback", server.token, config))[0] == 200
+    assert (await api_call(http, server, "PUT", f"{base}/callback", config))[0] == 200
 
-    status, answer = await call(http, "POST", f"{base}/callback/data", "meter-key", {"kwh": 1.5})
+    status, answer = await api_call(
+        http, server, "POST", f"{base}/callback/data", {"kwh": 1.5}, token="meter-key"
+    )
     assert (status, answer) == (200, {"every": 30})  # the device reads its configuration
     async with asyncio.timeout(5):
         while not (records := await server.server.buckets.read("alice", "readings")):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert [r["val"] for r in records] == [{"kwh": 1.5}]
     assert await server.server.properties.value("meter", "last") == {"kwh": 1.5}
-    status, value = await call(http, "GET", f"{base}/resources/kwh", server.token)
+    status, value = await api_call(http, server, "GET", f"{base}/resources/kwh")
     assert (status, value) == (200, 1.5)  # the readings are resources as before
 
 
@@ -103,10 +90,12 @@ async def test_a_failing_action_answers_its_error_and_keeps_the_readings(
 ) -> None:
     base = f"{server.http_url}/v3/users/alice/devices/meter"
     config = {"actions": {"write_bucket": "missing"}}
-    assert (await call(http, "PUT", f"{base}/callback", server.token, config))[0] == 200
-    status, body = await call(http, "POST", f"{base}/callback/data", "meter-key", {"kwh": 2})
+    assert (await api_call(http, server, "PUT", f"{base}/callback", config))[0] == 200
+    status, body = await api_call(
+        http, server, "POST", f"{base}/callback/data", {"kwh": 2}, token="meter-key"
+    )
     assert status == 404 and "bucket" in body["error"]["message"]
-    assert await call(http, "GET", f"{base}/resources/kwh", server.token) == (200, 2)
+    assert await api_call(http, server, "GET", f"{base}/resources/kwh") == (200, 2)
 
 
 async def test_posts_call_the_endpoint(server: TestServer, http: aiohttp.ClientSession) -> None:
@@ -129,8 +118,10 @@ async def test_posts_call_the_endpoint(server: TestServer, http: aiohttp.ClientS
         )
         base = f"{server.http_url}/v3/users/alice/devices/meter"
         config = {"actions": {"call_endpoint": "notify"}}
-        assert (await call(http, "PUT", f"{base}/callback", server.token, config))[0] == 200
-        status, _ = await call(http, "POST", f"{base}/callback/data", "meter-key", {"door": "open"})
+        assert (await api_call(http, server, "PUT", f"{base}/callback", config))[0] == 200
+        status, _ = await api_call(
+            http, server, "POST", f"{base}/callback/data", {"door": "open"}, token="meter-key"
+        )
         assert status == 200
         assert received == [{"door": "open"}]
     finally:
@@ -140,8 +131,10 @@ async def test_posts_call_the_endpoint(server: TestServer, http: aiohttp.ClientS
 async def test_the_devices_own_timeout(server: TestServer, http: aiohttp.ClientSession) -> None:
     base = f"{server.http_url}/v3/users/alice/devices/meter"
     config = {"properties": {"timeout": 0.3}}
-    assert (await call(http, "PUT", f"{base}/callback", server.token, config))[0] == 200
-    assert (await call(http, "POST", f"{base}/callback/data", "meter-key", {"a": 1}))[0] == 200
+    assert (await api_call(http, server, "PUT", f"{base}/callback", config))[0] == 200
+    assert (
+        await api_call(http, server, "POST", f"{base}/callback/data", {"a": 1}, token="meter-key")
+    )[0] == 200
     assert server.device("meter").connected
     await asyncio.sleep(0.6)
     assert not server.device("meter").connected  # not the server's 300 s default

@@ -7,12 +7,12 @@ objects ``{"property", "name", "description", "type", "value"}``.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from server_helpers import api_call
 
 from iotmp.server.config import DeviceConfig
 from iotmp.server.limits import ServerLimits
@@ -26,29 +26,6 @@ async def server(database: str) -> AsyncIterator[TestServer]:
     devices = [TestDevice("lamp"), TestDevice("spare"), TestDevice("bobdev", user="bob")]
     async with run_test_server(devices=devices, user="alice", database=database) as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    server: TestServer,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = None,
-    raw: bytes | None = None,
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token or server.token}"}
-    kwargs: dict[str, Any] = {"data": raw} if raw is not None else {"json": body}
-    async with http.request(method, server.http_url + path, headers=headers, **kwargs) as resp:
-        text = await resp.text()
-        return resp.status, (json.loads(text) if text else None)
 
 
 def error(status: int, body: Any) -> tuple[int, str]:
@@ -66,9 +43,9 @@ def shape(item: dict[str, Any]) -> dict[str, Any]:
 async def test_create_read_replace_patch_delete(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    assert await call(http, server, "GET", BASE) == (200, [])
+    assert await api_call(http, server, "GET", BASE) == (200, [])
     new = {"property": "cfg", "name": "Config", "type": "configuration", "value": {"a": 1}}
-    status, created = await call(http, server, "POST", BASE, new)
+    status, created = await api_call(http, server, "POST", BASE, new)
     assert status == 200
     assert shape(created) == {
         "property": "cfg",
@@ -77,11 +54,11 @@ async def test_create_read_replace_patch_delete(
         "type": "configuration",
         "value": {"a": 1},
     }
-    status, got = await call(http, server, "GET", BASE + "/cfg")
+    status, got = await api_call(http, server, "GET", BASE + "/cfg")
     assert (status, got["value"], got["name"]) == (200, {"a": 1}, "Config")
 
     # PUT replaces the value; members it does not name are kept
-    status, put = await call(http, server, "PUT", BASE + "/cfg", {"value": [1, 2]})
+    status, put = await api_call(http, server, "PUT", BASE + "/cfg", {"value": [1, 2]})
     assert (status, put["value"], put["name"], put["type"]) == (
         200,
         [1, 2],
@@ -90,59 +67,67 @@ async def test_create_read_replace_patch_delete(
     )
     assert put["created"] == got["created"]
     # PUT creates when missing (what Node-RED's property-write does once it exists)
-    status, made = await call(
+    status, made = await api_call(
         http, server, "PUT", BASE + "/mode", {"value": "eco", "description": "d"}
     )
     assert (status, made["value"], made["description"]) == (200, "eco", "d")
 
     # PATCH: RFC 7386 merge into the value
-    await call(http, server, "PUT", BASE + "/cfg", {"value": {"a": 1, "b": {"c": 2, "d": 3}}})
-    status, patched = await call(
+    await api_call(http, server, "PUT", BASE + "/cfg", {"value": {"a": 1, "b": {"c": 2, "d": 3}}})
+    status, patched = await api_call(
         http, server, "PATCH", BASE + "/cfg", {"value": {"a": None, "b": {"c": 9}, "e": True}}
     )
     assert (status, patched["value"]) == (200, {"b": {"c": 9, "d": 3}, "e": True})
     # a fragment without a value changes the members only
-    status, renamed = await call(http, server, "PATCH", BASE + "/cfg", {"name": "Settings"})
+    status, renamed = await api_call(http, server, "PATCH", BASE + "/cfg", {"name": "Settings"})
     assert (status, renamed["name"], renamed["value"]) == (200, "Settings", patched["value"])
     # a non-object patch replaces; null sets null
-    assert (await call(http, server, "PATCH", BASE + "/cfg", {"value": 5}))[1]["value"] == 5
-    assert (await call(http, server, "PATCH", BASE + "/cfg", {"value": None}))[1]["value"] is None
+    assert (await api_call(http, server, "PATCH", BASE + "/cfg", {"value": 5}))[1]["value"] == 5
+    assert (await api_call(http, server, "PATCH", BASE + "/cfg", {"value": None}))[1][
+        "value"
+    ] is None
 
-    status, listed = await call(http, server, "GET", BASE)
+    status, listed = await api_call(http, server, "GET", BASE)
     assert status == 200
     assert [(p["property"], p["value"]) for p in listed] == [("cfg", None), ("mode", "eco")]
 
-    assert await call(http, server, "DELETE", BASE + "/mode") == (200, None)
-    assert error(*await call(http, server, "GET", BASE + "/mode")) == (404, "property not found")
-    assert error(*await call(http, server, "DELETE", BASE + "/mode")) == (404, "property not found")
-    assert error(*await call(http, server, "PATCH", BASE + "/mode", {"value": 1}))[0] == 404
-    assert [p["property"] for p in (await call(http, server, "GET", BASE))[1]] == ["cfg"]
+    assert await api_call(http, server, "DELETE", BASE + "/mode") == (200, None)
+    assert error(*await api_call(http, server, "GET", BASE + "/mode")) == (
+        404,
+        "property not found",
+    )
+    assert error(*await api_call(http, server, "DELETE", BASE + "/mode")) == (
+        404,
+        "property not found",
+    )
+    assert error(*await api_call(http, server, "PATCH", BASE + "/mode", {"value": 1}))[0] == 404
+    assert [p["property"] for p in (await api_call(http, server, "GET", BASE))[1]] == ["cfg"]
 
 
 async def test_post_an_array_creates_all_or_nothing(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     items = [{"property": "a", "value": 1}, {"property": "b", "value": {"x": "y"}}]
-    status, created = await call(http, server, "POST", BASE, items)
+    status, created = await api_call(http, server, "POST", BASE, items)
     assert status == 200
     assert [(p["property"], p["value"]) for p in created] == [("a", 1), ("b", {"x": "y"})]
     # one of them exists: 409 and "c" is not created either
-    status, body = await call(
+    status, body = await api_call(
         http, server, "POST", BASE, [{"property": "c", "value": 3}, {"property": "a", "value": 0}]
     )
     assert error(status, body) == (409, "property 'a' already exists")
-    assert [p["property"] for p in (await call(http, server, "GET", BASE))[1]] == ["a", "b"]
-    assert (await call(http, server, "GET", BASE + "/a"))[1]["value"] == 1
+    assert [p["property"] for p in (await api_call(http, server, "GET", BASE))[1]] == ["a", "b"]
+    assert (await api_call(http, server, "GET", BASE + "/a"))[1]["value"] == 1
 
 
 async def test_perm_and_form_are_kept(server: TestServer, http: aiohttp.ClientSession) -> None:
     body = {"property": "p", "value": 1, "perm": {"readOnly": ["member"]}, "form": {"fields": []}}
-    status, created = await call(http, server, "POST", BASE, body)
+    status, created = await api_call(http, server, "POST", BASE, body)
     assert status == 200
     assert created["perm"] == {"readOnly": ["member"]}
     assert created["form"] == {"fields": []}
     # a client may send back what it read (created/modified are ignored)
-    status, again = await call(http, server, "PUT", BASE + "/p", {**created, "value": 2})
+    status, again = await api_call(http, server, "PUT", BASE + "/p", {**created, "value": 2})
     assert (status, again["value"], again["perm"]) == (200, 2, {"readOnly": ["member"]})
     assert again["created"] == created["created"]
 
@@ -184,14 +169,14 @@ async def test_bad_bodies_get_400_and_change_nothing(
     server: TestServer, http: aiohttp.ClientSession, case: tuple[str, str, Any, str]
 ) -> None:
     method, tail, body, message = case
-    await call(http, server, "PUT", BASE + "/a", {"value": "before"})
-    status, answer = await call(http, server, method, BASE + tail, body)
+    await api_call(http, server, "PUT", BASE + "/a", {"value": "before"})
+    status, answer = await api_call(http, server, method, BASE + tail, body)
     got_status, got_message = error(status, answer)
     assert got_status == 400
     assert message in got_message
-    assert [(p["property"], p["value"]) for p in (await call(http, server, "GET", BASE))[1]] == [
-        ("a", "before")
-    ]
+    assert [
+        (p["property"], p["value"]) for p in (await api_call(http, server, "GET", BASE))[1]
+    ] == [("a", "before")]
 
 
 @pytest.mark.parametrize(
@@ -201,19 +186,19 @@ async def test_unreadable_bodies_get_400(
     server: TestServer, http: aiohttp.ClientSession, raw: bytes, message: str
 ) -> None:
     for method, path in (("POST", BASE), ("PUT", BASE + "/a"), ("PATCH", BASE + "/a")):
-        assert error(*await call(http, server, method, path, raw=raw)) == (400, message)
+        assert error(*await api_call(http, server, method, path, raw=raw)) == (400, message)
 
 
 async def test_bad_ids_unknown_devices_and_tokens(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     for path in (BASE + "/bad%20id", BASE + "/" + "x" * 65, BASE + "/%C3%A9"):
-        status, body = await call(http, server, "GET", path)
+        status, body = await api_call(http, server, "GET", path)
         assert error(status, body)[0] == 400
-        status, body = await call(http, server, "PUT", path, {"value": 1})
+        status, body = await api_call(http, server, "PUT", path, {"value": 1})
         assert error(status, body)[0] == 400
     for method in ("GET", "POST"):
-        status, body = await call(
+        status, body = await api_call(
             http,
             server,
             method,
@@ -221,7 +206,7 @@ async def test_bad_ids_unknown_devices_and_tokens(
             {"property": "a", "value": 1},
         )
         assert error(status, body) == (404, "device not found")
-    status, body = await call(
+    status, body = await api_call(
         http, server, "PUT", "/v3/users/alice/devices/nodev/properties/a", {"value": 1}
     )
     assert error(status, body) == (404, "device not found")
@@ -232,31 +217,36 @@ async def test_bad_ids_unknown_devices_and_tokens(
 async def test_users_are_isolated(server: TestServer, http: aiohttp.ClientSession) -> None:
     bob = server.issue_token(user="bob")
     bob_base = "/v3/users/bob/devices/bobdev/properties"
-    assert (await call(http, server, "PUT", bob_base + "/secret", {"value": 42}, token=bob))[
+    assert (await api_call(http, server, "PUT", bob_base + "/secret", {"value": 42}, token=bob))[
         0
     ] == 200
     # alice's token on bob's path: 403; bob's device under alice's path: 404
-    assert error(*await call(http, server, "GET", bob_base))[0] == 403
-    assert error(*await call(http, server, "PUT", bob_base + "/secret", {"value": 0}))[0] == 403
+    assert error(*await api_call(http, server, "GET", bob_base))[0] == 403
+    assert error(*await api_call(http, server, "PUT", bob_base + "/secret", {"value": 0}))[0] == 403
     theirs = "/v3/users/alice/devices/bobdev/properties"
-    assert error(*await call(http, server, "GET", theirs)) == (404, "device not found")
-    assert error(*await call(http, server, "GET", theirs + "/secret")) == (404, "device not found")
-    assert error(*await call(http, server, "DELETE", theirs + "/secret"))[0] == 404
+    assert error(*await api_call(http, server, "GET", theirs)) == (404, "device not found")
+    assert error(*await api_call(http, server, "GET", theirs + "/secret")) == (
+        404,
+        "device not found",
+    )
+    assert error(*await api_call(http, server, "DELETE", theirs + "/secret"))[0] == 404
     # and bob still has it, unchanged
-    status, body = await call(http, server, "GET", bob_base + "/secret", token=bob)
+    status, body = await api_call(http, server, "GET", bob_base + "/secret", token=bob)
     assert (status, body["value"]) == (200, 42)
     # bob cannot reach alice's either
-    assert error(*await call(http, server, "GET", BASE, token=bob))[0] == 403
+    assert error(*await api_call(http, server, "GET", BASE, token=bob))[0] == 403
 
 
 async def test_properties_survive_a_restart(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    await call(http, server, "POST", BASE, {"property": "cfg", "name": "C", "value": {"n": 1.5}})
-    await call(http, server, "PUT", BASE + "/flag", {"value": True})
+    await api_call(
+        http, server, "POST", BASE, {"property": "cfg", "name": "C", "value": {"n": 1.5}}
+    )
+    await api_call(http, server, "PUT", BASE + "/flag", {"value": True})
     await server.stop()
     await server.start()
-    status, listed = await call(http, server, "GET", BASE)
+    status, listed = await api_call(http, server, "GET", BASE)
     assert status == 200
     assert [(p["property"], p["name"], p["value"]) for p in listed] == [
         ("cfg", "C", {"n": 1.5}),
@@ -269,17 +259,17 @@ async def test_deleting_the_device_deletes_its_properties(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     new = {"device": "sensor1", "credentials": "s3cret-pw"}
-    assert (await call(http, server, "POST", "/v1/users/alice/devices", new))[0] == 200
+    assert (await api_call(http, server, "POST", "/v1/users/alice/devices", new))[0] == 200
     path = "/v3/users/alice/devices/sensor1/properties"
-    await call(
+    await api_call(
         http, server, "POST", path, [{"property": "a", "value": 1}, {"property": "b", "value": 2}]
     )
-    assert len((await call(http, server, "GET", path))[1]) == 2
-    assert (await call(http, server, "DELETE", "/v1/users/alice/devices/sensor1"))[0] == 200
-    assert error(*await call(http, server, "GET", path)) == (404, "device not found")
+    assert len((await api_call(http, server, "GET", path))[1]) == 2
+    assert (await api_call(http, server, "DELETE", "/v1/users/alice/devices/sensor1"))[0] == 200
+    assert error(*await api_call(http, server, "GET", path)) == (404, "device not found")
     # a new device under the same id starts without properties
-    assert (await call(http, server, "POST", "/v1/users/alice/devices", new))[0] == 200
-    assert await call(http, server, "GET", path) == (200, [])
+    assert (await api_call(http, server, "POST", "/v1/users/alice/devices", new))[0] == 200
+    assert await api_call(http, server, "GET", path) == (200, [])
     # and the rows are gone from the database, not just hidden
     rows = await server.server.properties.store.of_device("sensor1")
     assert rows == []
@@ -311,14 +301,14 @@ async def test_in_process_contract(server: TestServer) -> None:
 async def test_concurrent_patches_lose_no_update(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    await call(http, server, "PUT", BASE + "/counter", {"value": {}})
+    await api_call(http, server, "PUT", BASE + "/counter", {"value": {}})
     keys = [f"k{i}" for i in range(20)]
     results = await asyncio.gather(
-        *(call(http, server, "PATCH", BASE + "/counter", {"value": {key: 1}}) for key in keys),
+        *(api_call(http, server, "PATCH", BASE + "/counter", {"value": {key: 1}}) for key in keys),
         *(server.server.properties.set_value("spare", f"s{i}", i) for i in range(10)),
     )
     assert all(status == 200 for status, _ in results[:20])
-    status, body = await call(http, server, "GET", BASE + "/counter")
+    status, body = await api_call(http, server, "GET", BASE + "/counter")
     assert status == 200
     assert sorted(body["value"]) == sorted(keys)
     spare = await server.server.properties.list_properties("spare")
@@ -333,11 +323,13 @@ async def test_events_on_the_v2_socket(server: TestServer, http: aiohttp.ClientS
         for _ in range(2):
             ack = await ws.receive_json(timeout=5)
             assert ack["success"] is True and "registered" in ack
-        await call(http, server, "POST", BASE, {"property": "cfg", "value": {"a": 1}})
-        await call(http, server, "PUT", BASE + "/cfg", {"value": {"a": 1}})  # unchanged: no event
-        await call(http, server, "PUT", BASE + "/other", {"value": 0})  # a create
-        await call(http, server, "PUT", BASE + "/other", {"value": 1})  # filtered out
-        await call(http, server, "PATCH", BASE + "/cfg", {"value": {"b": 2}})
+        await api_call(http, server, "POST", BASE, {"property": "cfg", "value": {"a": 1}})
+        await api_call(
+            http, server, "PUT", BASE + "/cfg", {"value": {"a": 1}}
+        )  # unchanged: no event
+        await api_call(http, server, "PUT", BASE + "/other", {"value": 0})  # a create
+        await api_call(http, server, "PUT", BASE + "/other", {"value": 1})  # filtered out
+        await api_call(http, server, "PATCH", BASE + "/cfg", {"value": {"b": 2}})
         await server.server.properties.set_value("lamp", "cfg", "in-process")
         frames = [await ws.receive_json(timeout=5) for _ in range(4)]
         with pytest.raises(asyncio.TimeoutError):
@@ -362,9 +354,9 @@ async def test_bob_sees_none_of_alices_events(
     async with http.ws_connect(url) as ws:
         await ws.send_json({"event": "device_property_.*"})
         assert (await ws.receive_json(timeout=5))["success"] is True
-        await call(http, server, "PUT", BASE + "/a", {"value": 1})
+        await api_call(http, server, "PUT", BASE + "/a", {"value": 1})
         bob_path = "/v3/users/bob/devices/bobdev/properties/mine"
-        await call(http, server, "PUT", bob_path, {"value": 2}, token=bob)
+        await api_call(http, server, "PUT", bob_path, {"value": 2}, token=bob)
         first = await ws.receive_json(timeout=5)
         assert (first["device"], first["property"]) == ("bobdev", "mine")
         with pytest.raises(asyncio.TimeoutError):
@@ -384,29 +376,31 @@ async def small(database: str) -> AsyncIterator[TestServer]:
 
 async def test_limits(small: TestServer, http: aiohttp.ClientSession) -> None:
     server = small
-    status, body = await call(http, server, "PUT", BASE + "/big", {"value": "x" * 19})
+    status, body = await api_call(http, server, "PUT", BASE + "/big", {"value": "x" * 19})
     assert error(status, body) == (413, "property value larger than 20 bytes (21)")
-    assert await call(http, server, "GET", BASE) == (200, [])
+    assert await api_call(http, server, "GET", BASE) == (200, [])
     # 3 properties of 12 bytes each: 36 of 40
     for name in ("a", "b", "c"):
-        assert (await call(http, server, "PUT", BASE + "/" + name, {"value": "x" * 10}))[0] == 200
-    status, body = await call(http, server, "PUT", BASE + "/d", {"value": 1})
+        assert (await api_call(http, server, "PUT", BASE + "/" + name, {"value": "x" * 10}))[
+            0
+        ] == 200
+    status, body = await api_call(http, server, "PUT", BASE + "/d", {"value": 1})
     assert error(status, body) == (409, "a device can have at most 3 properties")
-    status, body = await call(http, server, "POST", BASE, {"property": "d", "value": 1})
+    status, body = await api_call(http, server, "POST", BASE, {"property": "d", "value": 1})
     assert error(status, body)[0] == 409
     # growing one by 5 bytes passes 40 in all
-    status, body = await call(http, server, "PUT", BASE + "/a", {"value": "x" * 15})
+    status, body = await api_call(http, server, "PUT", BASE + "/a", {"value": "x" * 15})
     assert error(status, body) == (
         413,
         "a device's property values can take at most 40 bytes in all",
     )
-    status, body = await call(http, server, "PATCH", BASE + "/a", {"value": "x" * 15})
+    status, body = await api_call(http, server, "PATCH", BASE + "/a", {"value": "x" * 15})
     assert error(status, body)[0] == 413
     # nothing of that was stored; shrinking is fine
-    assert (await call(http, server, "GET", BASE + "/a"))[1]["value"] == "x" * 10
-    assert (await call(http, server, "PUT", BASE + "/a", {"value": 1}))[0] == 200
-    assert (await call(http, server, "DELETE", BASE + "/c"))[0] == 200
-    assert (await call(http, server, "PUT", BASE + "/d", {"value": "x" * 10}))[0] == 200
+    assert (await api_call(http, server, "GET", BASE + "/a"))[1]["value"] == "x" * 10
+    assert (await api_call(http, server, "PUT", BASE + "/a", {"value": 1}))[0] == 200
+    assert (await api_call(http, server, "DELETE", BASE + "/c"))[0] == 200
+    assert (await api_call(http, server, "PUT", BASE + "/d", {"value": "x" * 10}))[0] == 200
     # the in-process call refuses the same way
     from iotmp.server.properties import PropertyError
 

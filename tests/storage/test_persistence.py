@@ -122,12 +122,6 @@ async def _oauth(http: aiohttp.ClientSession, url: str, form: dict[str, str]) ->
         return resp.status, await resp.json()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _make_things(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """Use a refresh token, create tokens (one then deleted) and a device."""
     status, first = await _oauth(

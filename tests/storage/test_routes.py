@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from server_helpers import api_call
 
 from iotmp.device import Device
 from iotmp.protocol.errors import AuthenticationError
@@ -19,27 +20,6 @@ async def server(database: str) -> AsyncIterator[TestServer]:
     devices = [TestDevice("lamp", credential="lamp-pw"), TestDevice("bobdev", user="bob")]
     async with run_test_server(devices=devices, user="alice", database=database) as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    server: TestServer,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = None,
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token or server.token}"}
-    async with http.request(method, server.http_url + path, json=body, headers=headers) as resp:
-        text = await resp.text()
-        return resp.status, (await resp.json() if text else None)
 
 
 def assert_error(status: int, body: Any, expected: int) -> None:
@@ -56,27 +36,27 @@ async def test_device_crud(server: TestServer, http: aiohttp.ClientSession) -> N
         "type": "MQTT",
         "asset_group": "hall",
     }
-    status, created = await call(http, server, "POST", "/v1/users/alice/devices", new)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/devices", new)
     assert status == 200
     assert created["device"] == "sensor1"
     assert created["type"] == "MQTT"
     assert created["asset_group"] == "hall"
     assert created["connection"]["active"] is False
     assert "credentials" not in created
-    status, body = await call(http, server, "POST", "/v1/users/alice/devices", new)
+    status, body = await api_call(http, server, "POST", "/v1/users/alice/devices", new)
     assert_error(status, body, 409)
-    status, listed = await call(http, server, "GET", "/v1/users/alice/devices")
+    status, listed = await api_call(http, server, "GET", "/v1/users/alice/devices")
     assert status == 200
     assert sorted(d["device"] for d in listed) == ["lamp", "sensor1"]
 
-    status, body = await call(
+    status, body = await api_call(
         http, server, "PUT", "/v1/users/alice/devices/sensor1", {"name": "Hall sensor"}
     )
     assert status == 200
     assert body["name"] == "Hall sensor"
     assert body["description"] == "in the hall"  # untouched
     assert body["created"] == created["created"]
-    status, body = await call(http, server, "GET", "/v1/users/alice/devices/sensor1")
+    status, body = await api_call(http, server, "GET", "/v1/users/alice/devices/sensor1")
     assert (status, body["name"]) == (200, "Hall sensor")
 
     # the stored credential logs the device in; a wrong one does not
@@ -85,23 +65,23 @@ async def test_device_crud(server: TestServer, http: aiohttp.ClientSession) -> N
     with pytest.raises(AuthenticationError):
         await Device("alice", "sensor1", "wrong-pw").connect("127.0.0.1", server.tcp_port)
     # deleting disconnects it, and it cannot log in again
-    status, _ = await call(http, server, "DELETE", "/v1/users/alice/devices/sensor1")
+    status, _ = await api_call(http, server, "DELETE", "/v1/users/alice/devices/sensor1")
     assert status == 200
     async with asyncio.timeout(5):
         await session.wait_closed()
     assert "sensor1" not in server.devices_online()
     with pytest.raises(AuthenticationError):
         await Device("alice", "sensor1", "s3cret-pw").connect("127.0.0.1", server.tcp_port)
-    status, body = await call(http, server, "GET", "/v1/users/alice/devices/sensor1")
+    status, body = await api_call(http, server, "GET", "/v1/users/alice/devices/sensor1")
     assert_error(status, body, 404)
-    status, body = await call(http, server, "DELETE", "/v1/users/alice/devices/sensor1")
+    status, body = await api_call(http, server, "DELETE", "/v1/users/alice/devices/sensor1")
     assert_error(status, body, 404)
 
 
 async def test_device_changes_of_credential(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
-    status, _ = await call(
+    status, _ = await api_call(
         http, server, "PUT", "/v1/users/alice/devices/lamp", {"credentials": "changed-pw"}
     )
     assert status == 200
@@ -127,7 +107,7 @@ async def test_device_create_refuses_bad_bodies(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     for body, why in BAD_DEVICE_BODIES:
-        status, answer = await call(http, server, "POST", "/v1/users/alice/devices", body)
+        status, answer = await api_call(http, server, "POST", "/v1/users/alice/devices", body)
         assert status == 400, why
         assert_error(status, answer, 400)
         assert server.server.registry.get("d1") is None, why
@@ -143,7 +123,7 @@ async def test_http_device_needs_no_credentials(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     body = {"device": "hook", "type": "HTTP", "description": "callback"}
-    status, created = await call(http, server, "POST", "/v1/users/alice/devices", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/devices", body)
     assert (status, created["type"]) == (200, "HTTP")
 
 
@@ -151,9 +131,11 @@ async def test_other_users_devices_are_invisible(
     server: TestServer, http: aiohttp.ClientSession
 ) -> None:
     for method, body in (("GET", None), ("PUT", {"name": "x"}), ("DELETE", None)):
-        status, answer = await call(http, server, method, "/v1/users/alice/devices/bobdev", body)
+        status, answer = await api_call(
+            http, server, method, "/v1/users/alice/devices/bobdev", body
+        )
         assert_error(status, answer, 404)
-    status, answer = await call(http, server, "DELETE", "/v1/users/bob/devices/bobdev")
+    status, answer = await api_call(http, server, "DELETE", "/v1/users/bob/devices/bobdev")
     assert_error(status, answer, 403)
     assert server.server.registry.get("bobdev") is not None
 
@@ -166,70 +148,70 @@ async def test_access_tokens(server: TestServer, http: aiohttp.ClientSession) ->
         "allow": {"Device": {"*": ["AccessDeviceResources", "ReadDeviceStatus"]}},
         "deny": {},
     }
-    status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
     assert created["token"] == "ThinRemote"
     assert created["name"] == "Remote CLI"
     assert created["allow"] == body["allow"]
     jwt_token = created["access_token"]
-    status, again = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, again = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert_error(status, again, 409)
 
-    status, listed = await call(http, server, "GET", "/v1/users/alice/tokens")
+    status, listed = await api_call(http, server, "GET", "/v1/users/alice/tokens")
     assert status == 200
     assert "ThinRemote" in [t["token"] for t in listed]
-    status, one = await call(http, server, "GET", "/v1/users/alice/tokens/ThinRemote")
+    status, one = await api_call(http, server, "GET", "/v1/users/alice/tokens/ThinRemote")
     assert (status, one["access_token"]) == (200, jwt_token)
-    status, answer = await call(http, server, "GET", "/v1/users/alice/tokens/nope")
+    status, answer = await api_call(http, server, "GET", "/v1/users/alice/tokens/nope")
     assert_error(status, answer, 404)
 
     # the token works within its permissions only
-    status, _ = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token)
     assert status == 200
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "DELETE", "/v1/users/alice/devices/lamp", token=jwt_token
     )
     assert_error(status, answer, 403)
-    status, answer = await call(http, server, "GET", "/v1/users/alice/tokens", token=jwt_token)
+    status, answer = await api_call(http, server, "GET", "/v1/users/alice/tokens", token=jwt_token)
     assert_error(status, answer, 403)
 
     # PUT: disable, then enable with a new name
-    status, updated = await call(
+    status, updated = await api_call(
         http, server, "PUT", "/v1/users/alice/tokens/ThinRemote", {"enabled": False}
     )
     assert (status, updated["enabled"], updated["name"]) == (200, False, "Remote CLI")
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token
     )
     assert_error(status, answer, 401)
-    status, updated = await call(
+    status, updated = await api_call(
         http, server, "PUT", "/v1/users/alice/tokens/ThinRemote", {"enabled": True, "name": "R"}
     )
     assert (status, updated["name"]) == (200, "R")
-    status, _ = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token)
     assert status == 200
 
     # DELETE: unknown ids are 404, a known one stops working at once
-    status, answer = await call(http, server, "DELETE", "/v1/users/alice/tokens/nope")
+    status, answer = await api_call(http, server, "DELETE", "/v1/users/alice/tokens/nope")
     assert_error(status, answer, 404)
-    status, _ = await call(http, server, "DELETE", "/v1/users/alice/tokens/ThinRemote")
+    status, _ = await api_call(http, server, "DELETE", "/v1/users/alice/tokens/ThinRemote")
     assert status == 200
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token
     )
     assert_error(status, answer, 401)
-    status, answer = await call(http, server, "DELETE", "/v1/users/alice/tokens/ThinRemote")
+    status, answer = await api_call(http, server, "DELETE", "/v1/users/alice/tokens/ThinRemote")
     assert_error(status, answer, 404)
 
     # the same id can be created again: a new token, the old one stays dead
-    status, recreated = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, recreated = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
     assert recreated["access_token"] != jwt_token
-    status, _ = await call(
+    status, _ = await api_call(
         http, server, "GET", "/v1/users/alice/devices/lamp", token=recreated["access_token"]
     )
     assert status == 200
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "GET", "/v1/users/alice/devices/lamp", token=jwt_token
     )
     assert_error(status, answer, 401)
@@ -245,10 +227,10 @@ async def test_token_of_one_device_cannot_reach_another(
         "enabled": True,
         "allow": {"Device": {"lamp": "*"}},
     }
-    status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
     token = created["access_token"]
-    status, _ = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
     assert status == 200
     for path in (
         "/v1/users/alice/devices/other",
@@ -256,7 +238,7 @@ async def test_token_of_one_device_cannot_reach_another(
         "/v3/users/alice/devices/other/resources/temp",
         "/v2/users/alice/devices/other/api",
     ):
-        status, answer = await call(http, server, "GET", path, token=token)
+        status, answer = await api_call(http, server, "GET", path, token=token)
         assert_error(status, answer, 403)
     # a deny entry wins over the allow
     body = {
@@ -266,8 +248,8 @@ async def test_token_of_one_device_cannot_reach_another(
         "allow": {"*": {"*": "*"}},
         "deny": {"Device": {"lamp": ["DeleteDevice"]}},
     }
-    status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
-    status, answer = await call(
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, answer = await api_call(
         http, server, "DELETE", "/v1/users/alice/devices/lamp", token=created["access_token"]
     )
     assert_error(status, answer, 403)
@@ -276,9 +258,9 @@ async def test_token_of_one_device_cannot_reach_another(
 
 async def test_token_expiry_and_bad_bodies(server: TestServer, http: aiohttp.ClientSession) -> None:
     body = {"token": "past", "name": "p", "enabled": True, "expire": 1_000_000_000_000}
-    status, created = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, created = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
-    status, answer = await call(
+    status, answer = await api_call(
         http, server, "GET", "/v1/users/alice/devices", token=created["access_token"]
     )
     assert_error(status, answer, 401)
@@ -289,7 +271,7 @@ async def test_token_expiry_and_bad_bodies(server: TestServer, http: aiohttp.Cli
         {"token": "t", "name": 5, "enabled": True},
         {"token": "t", "name": "x", "enabled": True, "extra": 1},
     ):
-        status, answer = await call(http, server, "POST", "/v1/users/alice/tokens", bad)
+        status, answer = await api_call(http, server, "POST", "/v1/users/alice/tokens", bad)
         assert_error(status, answer, 400)
 
 
@@ -298,22 +280,28 @@ async def test_a_user_revokes_only_own_tokens(
 ) -> None:
     bob_token = server.issue_token(user="bob")
     body = {"token": "shared_name", "name": "bob's", "enabled": True}
-    status, bobs = await call(http, server, "POST", "/v1/users/bob/tokens", body, token=bob_token)
+    status, bobs = await api_call(
+        http, server, "POST", "/v1/users/bob/tokens", body, token=bob_token
+    )
     assert status == 200
     # alice, with her own token, aims at bob's token id under her own user: 404
-    status, answer = await call(http, server, "DELETE", "/v1/users/alice/tokens/shared_name")
+    status, answer = await api_call(http, server, "DELETE", "/v1/users/alice/tokens/shared_name")
     assert_error(status, answer, 404)
     # ... and under bob's user: 403
-    status, answer = await call(http, server, "DELETE", "/v1/users/bob/tokens/shared_name")
+    status, answer = await api_call(http, server, "DELETE", "/v1/users/bob/tokens/shared_name")
     assert_error(status, answer, 403)
-    status, _ = await call(http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"])
+    status, _ = await api_call(
+        http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"]
+    )
     assert status == 200
     # alice may have a token of the same id; deleting it leaves bob's alone
-    status, _ = await call(http, server, "POST", "/v1/users/alice/tokens", body)
+    status, _ = await api_call(http, server, "POST", "/v1/users/alice/tokens", body)
     assert status == 200
-    status, _ = await call(http, server, "DELETE", "/v1/users/alice/tokens/shared_name")
+    status, _ = await api_call(http, server, "DELETE", "/v1/users/alice/tokens/shared_name")
     assert status == 200
-    status, _ = await call(http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"])
+    status, _ = await api_call(
+        http, server, "GET", "/v1/users/bob/devices", token=bobs["access_token"]
+    )
     assert status == 200
 
 
@@ -321,30 +309,34 @@ async def test_device_tokens(server: TestServer, http: aiohttp.ClientSession) ->
     server.add_device(TestDevice("other", credential="other-pw"))
     base = "/v1/users/alice/devices/lamp/tokens"
     body = {"token_name": "callback", "token_resources": ["temp"]}
-    status, created = await call(http, server, "POST", base, body)
+    status, created = await api_call(http, server, "POST", base, body)
     assert status == 200
     assert created["device"] == "lamp"
     assert created["token_name"] == "callback"
     token = created["access_token"]
-    status, listed = await call(http, server, "GET", base)
+    status, listed = await api_call(http, server, "GET", base)
     assert (status, [t["token"] for t in listed]) == (200, [created["token"]])
-    status, listed = await call(http, server, "GET", "/v1/users/alice/devices/other/tokens")
+    status, listed = await api_call(http, server, "GET", "/v1/users/alice/devices/other/tokens")
     assert (status, listed) == (200, [])
     # the device token reaches its device only, and is not a user access token
-    status, _ = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
+    status, _ = await api_call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
     assert status == 200
     for path in (
         "/v1/users/alice/devices/other",
         "/v1/users/alice/devices",
         "/v1/users/alice/tokens",
     ):
-        status, answer = await call(http, server, "GET", path, token=token)
+        status, answer = await api_call(http, server, "GET", path, token=token)
         assert_error(status, answer, 403)
-    status, answer = await call(http, server, "GET", "/v1/users/alice/tokens/" + created["token"])
+    status, answer = await api_call(
+        http, server, "GET", "/v1/users/alice/tokens/" + created["token"]
+    )
     assert_error(status, answer, 404)  # not among the access tokens
-    status, answer = await call(http, server, "DELETE", base + "/unknown")
+    status, answer = await api_call(http, server, "DELETE", base + "/unknown")
     assert_error(status, answer, 404)
-    status, _ = await call(http, server, "DELETE", base + "/" + created["token"])
+    status, _ = await api_call(http, server, "DELETE", base + "/" + created["token"])
     assert status == 200
-    status, answer = await call(http, server, "GET", "/v1/users/alice/devices/lamp", token=token)
+    status, answer = await api_call(
+        http, server, "GET", "/v1/users/alice/devices/lamp", token=token
+    )
     assert_error(status, answer, 401)
