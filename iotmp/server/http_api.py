@@ -36,7 +36,7 @@ from .auth import AuthError
 from .device_link import DeviceLink
 from .feature import FeatureError
 from .permissions import permits, request_scope
-from .registry import DeviceState
+from .registry import DeviceState, listed_values
 from .throttle import TooManyAttempts
 
 if TYPE_CHECKING:
@@ -448,17 +448,21 @@ class RestApi:
         kind = request.query.get("type", "").lower()
         states = self.server.registry.for_user(user)
         if name:
+            ids, names = listed_values(states, "device"), listed_values(states, "name")
             states = [
-                s
-                for s in states
-                if name in s.listed_field("device").lower()
-                or name in s.listed_field("name").lower()
+                state
+                for state, device_id, device_name in zip(states, ids, names, strict=True)
+                if name in device_id.lower() or name in device_name.lower()
             ]
         if kind:
-            states = [s for s in states if s.listed_field("type").lower() == kind]
+            kinds = listed_values(states, "type")
+            states = [s for s, k in zip(states, kinds, strict=True) if k.lower() == kind]
         sort = request.query.get("sort")
         if sort in ("device", "name", "type", "created"):
-            states.sort(key=lambda s: str(s.listed_field(sort)).lower())
+            keys = [str(value).lower() for value in listed_values(states, sort)]
+            # Sorting positions (ints, which the GC does not track) rather than pairs.
+            order = sorted(range(len(states)), key=keys.__getitem__)  # stable
+            states = [states[i] for i in order]
         if request.query.get("order", "").lower() == "desc":
             states.reverse()
         page = states[index:] if not count else states[index : index + count]

@@ -172,18 +172,25 @@ class DeviceState:
         self._record_json = (inputs, encoded)
         return encoded
 
-    def listed_field(self, key: str) -> Any:
-        """The value :meth:`record` shows under ``key`` (device, name, type or created).
 
-        Without building the record: attributes override the configured fields, and
-        ``created`` overrides attributes, as in :meth:`record`.
-        """
-        if key == "created":
-            return self.created_ms
-        attributes = self.attributes
-        if key in attributes:
-            return attributes[key]
-        return getattr(self.config, "id" if key == "device" else key)
+# Record keys of the configured fields the device list filters and sorts on.
+_LISTED_CONFIG_FIELDS: dict[str, str] = {"device": "id", "name": "name", "type": "type"}
+
+
+def listed_values(states: list[DeviceState], key: str) -> list[Any]:
+    """What :meth:`DeviceState.record` shows under ``key`` for each device, in order.
+
+    ``key`` is device, name, type or created. Without building records:
+    attributes override the configured fields and ``created`` overrides
+    attributes, as in the record.
+    """
+    if key == "created":
+        return [state.created_ms for state in states]
+    name = _LISTED_CONFIG_FIELDS[key]
+    return [
+        state.attributes[key] if key in state.attributes else getattr(state.config, name)
+        for state in states
+    ]
 
 
 class DeviceRegistry:
