@@ -38,7 +38,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -66,25 +65,26 @@ import asyncio, json, sys
 from iotmp.server.config import DeviceConfig
 from iotmp.server.testing import run_test_server
 
+loop, user = sys.argv[1], sys.argv[2]
 devices = json.loads(sys.stdin.readline())
 
 async def main() -> None:
-    async with run_test_server(user=%(user)r, keep_alive=600) as server:
+    async with run_test_server(user=user, keep_alive=600) as server:
         registry = server.server.registry
         for device_id, name, kind in devices:
-            registry.add(DeviceConfig(device_id, %(user)r, "pw-" + device_id, name=name,
+            registry.add(DeviceConfig(device_id, user, "pw-" + device_id, name=name,
                                       description="benchmark device", type=kind))
         print(json.dumps({"http_url": server.http_url, "tcp_port": server.tcp_port,
                           "token": server.token}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
-if sys.argv[1] == "uvloop":
+if loop == "uvloop":
     import uvloop
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
 else:
     asyncio.run(main())
-""" % {"user": USER}
+"""
 
 
 def fleet(count: int) -> list[tuple[str, str, str]]:
@@ -122,8 +122,8 @@ class System:
 
     def start(self, devices: list[tuple[str, str, str]]) -> None:
         env = {**os.environ, "PYTHONPATH": str(self.path), "PYTHONDONTWRITEBYTECODE": "1"}
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", CHILD, self.loop],
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, self.loop, USER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -168,9 +168,7 @@ class Sample:
     records: int
 
 
-async def measure(
-    http: aiohttp.ClientSession, system: System, query: str, repeat: int
-) -> Sample:
+async def measure(http: aiohttp.ClientSession, system: System, query: str, repeat: int) -> Sample:
     """Send ``query`` ``repeat`` times; server CPU, client wall and the json.dumps baseline."""
     assert system.process is not None
     url = f"{system.http_url}/v1/users/{USER}/devices?{query}"
@@ -215,10 +213,8 @@ async def running(systems: list[System], args: argparse.Namespace) -> AsyncItera
 
 async def run(args: argparse.Namespace) -> dict[tuple[str, str], list[Sample]]:
     loops = ["asyncio", "uvloop"] if args.uvloop else ["asyncio"]
-    paths = [("this", ROOT)] + [(f"{p}", Path(p).resolve()) for p in args.server_path]
-    systems = [
-        System(f"{label} ({loop})", path, loop) for loop in loops for label, path in paths
-    ]
+    paths = [("this", ROOT)] + [(str(p), p) for p in args.server_path]
+    systems = [System(f"{label} ({loop})", path, loop) for loop in loops for label, path in paths]
     results: dict[tuple[str, str], list[Sample]] = {}
     async with running(systems, args), aiohttp.ClientSession() as http:
         for system in systems:  # warm up: imports, first record caches
@@ -295,6 +291,7 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="every system on uvloop as well")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
+    args.server_path = [Path(p).resolve() for p in args.server_path]
     report(asyncio.run(run(args)), args.markdown)
 
 

@@ -178,7 +178,7 @@ _LISTED_CONFIG_FIELDS: dict[str, str] = {"device": "id", "name": "name", "type":
 
 
 def listed_values(states: list[DeviceState], key: str) -> list[Any]:
-    """What :meth:`DeviceState.record` shows under ``key`` for each device, in order.
+    """Return what :meth:`DeviceState.record` shows under ``key`` for each device.
 
     ``key`` is device, name, type or created. Without building records:
     attributes override the configured fields and ``created`` overrides

@@ -31,13 +31,15 @@ def _env(home: Path, *, without_uvloop: bool = False) -> dict[str, str]:
         shim = home / "no-uvloop"
         (shim / "uvloop").mkdir(parents=True)
         (shim / "uvloop" / "__init__.py").write_text(
-            'raise ImportError("No module named \'uvloop\'")\n'
+            "raise ImportError(\"No module named 'uvloop'\")\n"
         )
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")]))
     return env
 
 
-def _iotmp(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _iotmp(
+    *args: str, env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "iotmp", *args],
         capture_output=True,

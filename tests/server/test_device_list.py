@@ -124,7 +124,9 @@ async def test_listed_records_equal_the_device_records(
     http: aiohttp.ClientSession, fleet_server: TestServer
 ) -> None:
     for record in await _list(http, fleet_server):
-        status, body = await _call(http, fleet_server, f"/v1/users/alice/devices/{record['device']}")
+        status, body = await _call(
+            http, fleet_server, f"/v1/users/alice/devices/{record['device']}"
+        )
         assert (status, body) == (200, record)
 
 
