@@ -164,7 +164,8 @@ class DeviceState:
             return cached[1]
         record = self.record()
         try:
-            encoded = orjson.dumps(record)
+            # A copy of exactly its length: orjson's own result keeps a 1 KiB buffer.
+            encoded = memoryview(orjson.dumps(record)).tobytes()
         except TypeError:  # an attribute orjson refuses (bytes, a huge int): the slow path
             from .http_api import dumps  # noqa: PLC0415 - http_api imports this module
 

@@ -7,6 +7,7 @@ that every change of a device shows in the next list at once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,9 @@ import aiohttp
 import pytest
 from server_helpers import make_lamp, running_device
 
+from iotmp.server.config import DeviceConfig
+from iotmp.server.http_api import dumps
+from iotmp.server.registry import DeviceRegistry
 from iotmp.server.testing import TestDevice, TestServer, run_test_server
 
 # Names and types chosen so that sorting by each field gives a different order,
@@ -183,3 +187,18 @@ async def test_each_user_lists_only_their_devices(
         assert resp.status == 200
         assert _ids(await resp.json()) == ["bob1"]
     assert "bob1" not in _ids(await _list(http, fleet_server, "name=attic"))
+
+
+def test_record_json_follows_every_field_and_encodes_what_orjson_refuses() -> None:
+    registry = DeviceRegistry([DeviceConfig("d1", "alice", "pw", name="One")])
+    state = registry.get("d1")
+    assert state is not None
+    assert json.loads(state.record_json()) == state.record()
+    assert state.record_json() is state.record_json()  # cached while nothing changed
+    registry.add(DeviceConfig("d1", "alice", "pw", name="Renamed"))
+    assert json.loads(state.record_json())["name"] == "Renamed"
+    state.modified_ms = 12345
+    assert json.loads(state.record_json())["modified"] == 12345
+    state.attributes = {"blob": b"\x00\x01", "big": 2**70, "nan": float("nan")}
+    assert json.loads(state.record_json()) == json.loads(dumps(state.record()))
+    assert json.loads(state.record_json())["blob"] == "AAE="  # base64, as every answer has it
