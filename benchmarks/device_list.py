@@ -204,8 +204,9 @@ async def measure(http: aiohttp.ClientSession, system: System, query: str, repea
 async def running(systems: list[System], args: argparse.Namespace) -> AsyncIterator[None]:
     devices = fleet(args.devices)
     try:
-        for system in systems:
+        for system in systems:  # blocks this loop: no devices connected yet
             system.start(devices)
+        for system in systems:
             await system.connect([d[0] for d in devices[: args.connected]])
         yield
     finally:
