@@ -21,6 +21,7 @@ from iotmp.sim.virtual_device import DEFAULT_TICK
 from . import server as server_cli
 from . import sim as sim_cli
 from .common import ExitCode, setup_logging, stop_on_signals
+from .event_loop import LOOP_CHOICES, LOOP_HELP, EventLoopError, choose_loop, run_on
 from .log_format import LOG_FORMATS
 
 _LOGGER = logging.getLogger("iotmp.demo")
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)"
     )
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default="auto", help=LOOP_HELP)
 
 
 def _sim_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -204,6 +206,11 @@ def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp demo`` with parsed arguments."""
     setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
-        return asyncio.run(run(args))
+        loop = choose_loop(getattr(args, "loop", "auto"))
+    except EventLoopError as exc:
+        print(f"iotmp demo: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return run_on(loop, run(args))
     except KeyboardInterrupt:
         return ExitCode.OK

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from iotmp.cli.common import setup_logging, stop_on_signals
+from iotmp.cli.common import ExitCode, setup_logging, stop_on_signals
+from iotmp.cli.event_loop import LOOP_CHOICES, LOOP_HELP, EventLoopError, choose_loop, run_on
 from iotmp.cli.log_format import LOG_FORMATS
 from iotmp.server.app import IotmpServer
 from iotmp.server.certs import (
@@ -97,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default="auto", help=LOOP_HELP)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,6 +247,11 @@ def run_command(args: argparse.Namespace) -> int:
     """Run ``iotmp server`` with parsed arguments; returns the exit code."""
     setup_logging(args.log_level, log_format=getattr(args, "log_format", "text"))
     try:
-        return asyncio.run(run(args))
+        loop = choose_loop(getattr(args, "loop", "auto"))
+    except EventLoopError as exc:
+        print(f"iotmp server: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return run_on(loop, run(args))
     except KeyboardInterrupt:
         return 130

@@ -36,7 +36,7 @@ from .auth import AuthError
 from .device_link import DeviceLink
 from .feature import FeatureError
 from .permissions import permits, request_scope
-from .registry import DeviceState
+from .registry import DeviceState, listed_values
 from .throttle import TooManyAttempts
 
 if TYPE_CHECKING:
@@ -436,26 +436,38 @@ class RestApi:
     # -- devices -------------------------------------------------------------
 
     async def list_devices(self, request: web.Request) -> web.Response:
-        """``GET /v1/users/{user}/devices`` with count/index/name/type/sort/order."""
+        """``GET /v1/users/{user}/devices`` with count/index/name/type/sort/order.
+
+        Filters and sorts the devices on their fields, then encodes only the page,
+        from each device's cached record JSON.
+        """
         user, _ = self._auth(request)
         count = _int_param(request, "count", None)
         index = _int_param(request, "index", 0) or 0
         name = request.query.get("name", "").lower()
         kind = request.query.get("type", "").lower()
-        records = [state.record() for state in self.server.registry.for_user(user)]
+        states = self.server.registry.for_user(user)
         if name:
-            records = [
-                r for r in records if name in r["device"].lower() or name in r["name"].lower()
+            ids, names = listed_values(states, "device"), listed_values(states, "name")
+            states = [
+                state
+                for state, device_id, device_name in zip(states, ids, names, strict=True)
+                if name in device_id.lower() or name in device_name.lower()
             ]
         if kind:
-            records = [r for r in records if r["type"].lower() == kind]
+            kinds = listed_values(states, "type")
+            states = [s for s, k in zip(states, kinds, strict=True) if k.lower() == kind]
         sort = request.query.get("sort")
         if sort in ("device", "name", "type", "created"):
-            records.sort(key=lambda r: str(r.get(sort, "")).lower())
+            keys = [str(value).lower() for value in listed_values(states, sort)]
+            # Sorting positions (ints, which the GC does not track) rather than pairs.
+            order = sorted(range(len(states)), key=keys.__getitem__)  # stable
+            states = [states[i] for i in order]
         if request.query.get("order", "").lower() == "desc":
-            records.reverse()
-        records = records[index:] if not count else records[index : index + count]
-        return json_response(records)
+            states.reverse()
+        page = states[index:] if not count else states[index : index + count]
+        body = b"[" + b",".join([state.record_json() for state in page]) + b"]"
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def get_device(self, request: web.Request) -> web.Response:
         """``GET /v1/users/{user}/devices/{device}``."""

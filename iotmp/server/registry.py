@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .config import DeviceConfig
 from .storage.hashing import verify_secret_async
 
@@ -82,6 +84,9 @@ class DeviceState:
     resources: dict[str, int | None] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
     _connected_event: asyncio.Event | None = None
+    # (what the record is made of, the record's JSON): built when the device is first
+    # listed, rebuilt when any of those fields changed (about 400 B per listed device).
+    _record_json: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -137,12 +142,65 @@ class DeviceState:
             "connection": connection,
         }
 
+    def _record_inputs(self) -> tuple[Any, ...]:
+        # Everything record() reads. Compared by value, except that a dict
+        # compares equal to itself: attributes are replaced, never changed in place.
+        return (
+            self.config,
+            self.attributes,
+            self.created_ms,
+            self.modified_ms,
+            self.link is not None,
+            self.connection_ts,
+            self.ip_address,
+            self.transport,
+        )
+
+    def record_json(self) -> bytes:
+        """:meth:`record` as compact UTF-8 JSON, cached until the device changes."""
+        inputs = self._record_inputs()
+        cached = self._record_json
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        record = self.record()
+        try:
+            # A copy of exactly its length: orjson's own result keeps a 1 KiB buffer.
+            encoded = memoryview(orjson.dumps(record)).tobytes()
+        except TypeError:  # an attribute orjson refuses (bytes, a huge int): the slow path
+            from .http_api import dumps  # noqa: PLC0415 - http_api imports this module
+
+            encoded = dumps(record).encode("utf-8")
+        self._record_json = (inputs, encoded)
+        return encoded
+
+
+# Record keys of the configured fields the device list filters and sorts on.
+_LISTED_CONFIG_FIELDS: dict[str, str] = {"device": "id", "name": "name", "type": "type"}
+
+
+def listed_values(states: list[DeviceState], key: str) -> list[Any]:
+    """Return what :meth:`DeviceState.record` shows under ``key`` for each device.
+
+    ``key`` is device, name, type or created. Without building records:
+    attributes override the configured fields and ``created`` overrides
+    attributes, as in the record.
+    """
+    if key == "created":
+        return [state.created_ms for state in states]
+    name = _LISTED_CONFIG_FIELDS[key]
+    return [
+        state.attributes[key] if key in state.attributes else getattr(state.config, name)
+        for state in states
+    ]
+
 
 class DeviceRegistry:
     """All configured devices, keyed by id (ids are unique across users)."""
 
     def __init__(self, devices: tuple[DeviceConfig, ...] | list[DeviceConfig] = ()) -> None:
         self._devices: dict[str, DeviceState] = {}
+        # user -> {id: device} in registration order: lists without scanning every device.
+        self._by_user: dict[str, dict[str, DeviceState]] = {}
         self._digest_key = secrets.token_bytes(32)
         self._listeners: list[StateListener] = []
         for device in devices:
@@ -164,12 +222,25 @@ class DeviceRegistry:
             if config.credential and config.credential != state.config.credential:
                 state.credential_hash = None  # the new credential is hashed when stored
                 state._verified = None
+            if config.user != state.config.user:
+                self._unindex(state)
             state.config = config
+        self._by_user.setdefault(config.user, {})[config.id] = state
         return state
 
     def remove(self, device_id: str) -> DeviceState | None:
         """Forget a device; closing its live session is the caller's job."""
-        return self._devices.pop(device_id, None)
+        state = self._devices.pop(device_id, None)
+        if state is not None:
+            self._unindex(state)
+        return state
+
+    def _unindex(self, state: DeviceState) -> None:
+        devices = self._by_user.get(state.config.user)
+        if devices is not None:
+            devices.pop(state.config.id, None)
+            if not devices:
+                del self._by_user[state.config.user]
 
     def get(self, device_id: str) -> DeviceState | None:
         """Return the device with this id, if configured."""
@@ -177,7 +248,7 @@ class DeviceRegistry:
 
     def for_user(self, user: str) -> list[DeviceState]:
         """Return the user's devices, in configuration order."""
-        return [d for d in self._devices.values() if d.config.user == user]
+        return list(self._by_user.get(user, {}).values())
 
     def online(self) -> list[str]:
         """Ids of the connected devices."""

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -96,8 +96,9 @@ class _TlsAcceptor(asyncio.Protocol):
     def __init__(self, site: HttpsSite) -> None:
         self._site = site
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # A stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance.
+        transport = cast(asyncio.Transport, base)
         transport.pause_reading()  # nothing may reach us: start_tls takes the bytes
         task = asyncio.get_running_loop().create_task(self._site.handshake(transport))
         self._site.pending.add(task)
