@@ -319,6 +319,7 @@ async def measure_ha_stream(
             "fleet_cpu_per_1000": child_cpu / received * 1000 if received else float("nan"),
             "fleet_cpu_util": child_cpu / sent["wall"],
             "send_lag_p99_ms": sent["lag_p99_ms"],
+            "sender_gc_max_ms": sent.get("sender_gc_max_ms", float("nan")),
             "loop_lag_p99_ms": pct(lag.samples, 99),
             **pauses.summary(),
         }
@@ -341,16 +342,17 @@ async def paced_stream(
     sent = 0
     lags: list[float] = []
     total = int(rate * duration)
-    while sent < total:
-        now = loop.time()
-        due = min(total, int(rate * (now - start)) + 1)
-        if due > sent:
-            # how late the oldest due update is against the ideal schedule
-            lags.append(max(0.0, now - (start + sent / rate)))
-        while sent < due:
-            await send(sent, (time.monotonic_ns() - base_ns) // 1000)
-            sent += 1
-        await asyncio.sleep(0.002)
+    with GcPauses() as pauses:
+        while sent < total:
+            now = loop.time()
+            due = min(total, int(rate * (now - start)) + 1)
+            if due > sent:
+                # how late the oldest due update is against the ideal schedule
+                lags.append(max(0.0, now - (start + sent / rate)))
+            while sent < due:
+                await send(sent, (time.monotonic_ns() - base_ns) // 1000)
+                sent += 1
+            await asyncio.sleep(0.002)
     wall = loop.time() - start
     lags.sort()
     return {
@@ -360,6 +362,8 @@ async def paced_stream(
         "lag_p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
         "lag_max_ms": 1000 * lags[-1] if lags else 0.0,
         "lag_median_ms": 1000 * statistics.median(lags) if lags else 0.0,
+        # the sender's own collector (for the fleet: the server's too, same process)
+        "sender_gc_max_ms": pauses.summary()["gc_max_ms"],
     }
 
 

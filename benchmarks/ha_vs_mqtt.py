@@ -57,7 +57,14 @@ FIGURES = (
     ("median_ms", "latency p50 (ms)", 2),
     ("p99_ms", "latency p99 (ms)", 2),
     ("cpu_per_1000", "HA CPU s per 1,000 updates", 3),
+    ("fleet_cpu_util", "sender process CPU (fraction of a core)", 2),
+    ("loop_lag_p99_ms", "HA event-loop lag p99 (ms)", 1),
+    ("gc_max_ms", "HA longest GC pause (ms)", 1),
+    ("sender_gc_max_ms", "sender longest GC pause (ms)", 1),
+    ("send_lag_p99_ms", "sender schedule lag p99 (ms)", 1),
 )
+"""(key, label, digits): the figures tabled per rate. The sender is the server with the
+devices (iotmp) or the paho publisher (mqtt); its load explains part of the latency."""
 
 
 @contextlib.asynccontextmanager
@@ -198,7 +205,14 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             for system in order:
                 print(f"round {index + 1}/{args.rounds}: {system}", flush=True)
                 profile = args.profile if index == 0 else None
-                row[system] = await one_system(system, args, fleet, publisher, broker_port, profile)
+                row[system] = await one_system(
+                    system,
+                    args,
+                    fleet=fleet,
+                    publisher=publisher,
+                    broker_port=broker_port,
+                    profile=profile,
+                )
             rounds.append(row)
     finally:
         await publisher.stop()
@@ -237,9 +251,11 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Any]], load: tuple[s
                     f"{fmt(min(values), digits)} / {fmt(statistics.median(values), digits)}"
                 )
             ratios = [
-                r["iotmp"]["rates"][key][name] / r["mqtt"]["rates"][key][name] for r in rounds
+                r["iotmp"]["rates"][key][name] / r["mqtt"]["rates"][key][name]
+                for r in rounds
+                if r["mqtt"]["rates"][key][name]
             ]
-            cells.append(f"{min(ratios):.2f} / {statistics.median(ratios):.2f}")
+            cells.append(f"{min(ratios):.2f} / {statistics.median(ratios):.2f}" if ratios else "")
             lines.append(tuple(cells))
         delivered = []
         for system in SYSTEMS:
