@@ -24,13 +24,13 @@ import argparse
 import asyncio
 import json
 import logging
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _ha_common import emit, paced_stream, serve_commands
 
 from iotmp.server.testing import TestDevice, run_test_server
 from iotmp.sim.fleet import Fleet, Target
@@ -57,48 +57,20 @@ def bench_profile(name: str, kind: str) -> Any:
     return parse_profile(data, source=f"{name}+bench")
 
 
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 async def stream_phase(
     devices: list[VirtualDevice], rate: float, duration: float, base_ns: int
 ) -> dict[str, Any]:
     """Stream ``bench`` values round-robin over the devices at ``rate`` per second."""
-    loop = asyncio.get_running_loop()
-    count = len(devices)
-    cpu0 = time.process_time()
-    start = loop.time()
-    sent = 0
-    lags: list[float] = []
-    total = int(rate * duration)
-    while sent < total:
-        now = loop.time()
-        due = min(total, int(rate * (now - start)) + 1)
-        if due > sent:
-            # how late the oldest due update is against the ideal schedule
-            lags.append(max(0.0, now - (start + sent / rate)))
-        while sent < due:
-            vd = devices[sent % count]
-            value = (time.monotonic_ns() - base_ns) // 1000
-            vd.sim.state[BENCH] = value
-            try:
-                await vd.device.stream(BENCH, value)
-            except Exception as exc:
-                logging.getLogger(__name__).warning("%s: send failed: %s", vd.device_id, exc)
-            sent += 1
-        await asyncio.sleep(0.002)
-    wall = loop.time() - start
-    lags.sort()
-    return {
-        "sent": sent,
-        "cpu": time.process_time() - cpu0,
-        "wall": wall,
-        "lag_p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
-        "lag_max_ms": 1000 * lags[-1] if lags else 0.0,
-        "lag_median_ms": 1000 * statistics.median(lags) if lags else 0.0,
-    }
+
+    async def send(index: int, value: int) -> None:
+        vd = devices[index % len(devices)]
+        vd.sim.state[BENCH] = value
+        try:
+            await vd.device.stream(BENCH, value)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("%s: send failed: %s", vd.device_id, exc)
+
+    return await paced_stream(send, rate, duration, base_ns)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -137,22 +109,12 @@ async def main_async(args: argparse.Namespace) -> None:
                     "devices": [vd.device_id for vd in devices],
                 }
             )
-            reader = asyncio.StreamReader()
-            loop = asyncio.get_running_loop()
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                cmd = json.loads(line)
-                if cmd["cmd"] == "stream":
-                    emit(
-                        await stream_phase(
-                            devices, float(cmd["rate"]), float(cmd["duration"]), int(cmd["base_ns"])
-                        )
-                    )
-                elif cmd["cmd"] == "quit":
-                    break
+
+            async def stream(cmd: dict[str, Any]) -> dict[str, Any]:
+                rate, duration = float(cmd["rate"]), float(cmd["duration"])
+                return await stream_phase(devices, rate, duration, int(cmd["base_ns"]))
+
+            await serve_commands({"stream": stream})
         finally:
             await fleet.stop()
 

@@ -46,184 +46,31 @@ import math
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _ha_common import (
+    FleetProcess,
+    GcPauses,
+    LoopLag,
+    drain,
+    measure_ha_stream,
+    med,
+    pct,
+    rss_mb,
+    use_plain_resolver,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-FLEET = Path(__file__).resolve().parent / "_ha_fleet.py"
 
 BENCH = "bench"
 HA_PLATFORMS = ("binary_sensor", "button", "light", "number", "sensor", "switch", "text")
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB (``VmRSS``)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a list; nan when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def med(values: list[float]) -> float:
-    clean = [v for v in values if not math.isnan(v)]
-    return statistics.median(clean) if clean else float("nan")
-
-
-class LoopLag:
-    """Samples event-loop lag (how late a 20 ms sleep wakes up) while running."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(0.02)
-            self.samples.append((loop.time() - start - 0.02) * 1000)
-
-    def start(self) -> None:
-        self.samples = []
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-class GcPauses:
-    """Records garbage-collector pauses (ms per generation) while active."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._start = 0.0
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.pauses.setdefault(info.get("generation", 2), []).append(
-                (time.perf_counter() - self._start) * 1000
-            )
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def summary(self) -> dict[str, Any]:
-        every = [p for ps in self.pauses.values() for p in ps]
-        return {
-            "gc_count": {str(g): len(ps) for g, ps in self.pauses.items()},
-            "gc_total_ms": sum(every),
-            "gc_max_ms": max(every, default=0.0),
-        }
-
-
-class FleetProcess:
-    """The server + device fleet subprocess (``_ha_fleet.py``)."""
-
-    def __init__(self, devices: int, tick: float, bench_kind: str, log_path: Path) -> None:
-        self.devices = devices
-        self.tick = tick
-        self.bench_kind = bench_kind
-        self.log_path = log_path
-        self.proc: asyncio.subprocess.Process | None = None
-        self.info: dict[str, Any] = {}
-
-    async def start(self) -> None:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115, ASYNC230 - closed in stop()
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(FLEET),
-            "--devices",
-            str(self.devices),
-            "--tick",
-            str(self.tick),
-            "--bench-kind",
-            self.bench_kind,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=self._log,
-            cwd=str(ROOT),
-        )
-        self.info = await self._reply(timeout=300)
-        if not self.info.get("ready"):
-            raise RuntimeError(f"fleet did not start: {self.info}")
-
-    async def _reply(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
-        assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"fleet process ended; its log:\n{tail}")
-        return json.loads(line)
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-
-    async def stream(self, rate: float, duration: float, base_ns: int) -> dict[str, Any]:
-        self.send({"cmd": "stream", "rate": rate, "duration": duration, "base_ns": base_ns})
-        return await self._reply(timeout=duration * 5 + 60)
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the fleet process used so far, from /proc."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    async def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(Exception):
-            self.send({"cmd": "quit"})
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 30)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-        self._log.close()
-
-
-async def drain(received: Callable[[], int], expected: int, idle: float = 1.0) -> None:
-    """Wait until ``received()`` reaches ``expected`` or stops growing for ``idle`` s."""
-    last, since = received(), time.monotonic()
-    while received() < expected:
-        await asyncio.sleep(0.05)
-        now = received()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since > idle:
-            return
 
 
 # ------------------------------------------------------------------------- baselines
@@ -336,26 +183,6 @@ async def baseline_stream(
 # ---------------------------------------------------------------------- Home Assistant
 
 
-def garbage_summary(top: int = 25) -> list[tuple[str, int]]:
-    """Types of the objects the collector found as cyclic garbage (``--gc-garbage``)."""
-    gc.collect()
-    gc.set_debug(0)
-    counts: dict[str, int] = {}
-    for obj in gc.garbage:
-        kind = type(obj)
-        name = f"{kind.__module__}.{kind.__qualname__}"
-        if isinstance(obj, types.FunctionType | types.CoroutineType):
-            name += f" {obj.__qualname__}"
-        elif isinstance(obj, types.FrameType):
-            name += f" {obj.f_code.co_qualname}"
-        elif isinstance(obj, types.CellType):
-            with contextlib.suppress(ValueError):
-                name += f" -> {type(obj.cell_contents).__qualname__}"
-        counts[name] = counts.get(name, 0) + 1
-    gc.garbage.clear()
-    return sorted(counts.items(), key=lambda item: -item[1])[:top]
-
-
 def preimport() -> None:
     """Import HA's entity platforms and the integration before the memory baseline.
 
@@ -368,21 +195,30 @@ def preimport() -> None:
         importlib.import_module(f"custom_components.iotmp.{name}")
 
 
-async def ha_phase(
-    args: argparse.Namespace, info: dict[str, Any], fleet: FleetProcess, profile_path: str | None
-) -> dict[str, Any]:
-    """Set up a fresh HA with the integration, time readiness, then stream through it."""
+@dataclass
+class IotmpHa:
+    """A fresh Home Assistant with the integration set up and every stream connected."""
+
+    hass: Any
+    setup: dict[str, Any]  # setup time, CPU, readiness, memory
+    entity_ids: set[str]  # every entity of the config entry
+    bench_ids: set[str]  # the ``bench`` entity of each device
+
+
+@contextlib.asynccontextmanager
+async def iotmp_home_assistant(
+    args: argparse.Namespace, info: dict[str, Any]
+) -> AsyncIterator[IotmpHa]:
+    """Set up a fresh HA with the integration, time readiness; unloaded on exit."""
     from homeassistant import loader  # noqa: PLC0415
     from homeassistant.config_entries import ConfigEntryState  # noqa: PLC0415
     from homeassistant.const import (  # noqa: PLC0415
         CONF_TOKEN,
         CONF_URL,
         CONF_VERIFY_SSL,
-        EVENT_STATE_CHANGED,
         STATE_UNAVAILABLE,
         STATE_UNKNOWN,
     )
-    from homeassistant.core import callback  # noqa: PLC0415
     from homeassistant.helpers import aiohttp_client  # noqa: PLC0415
     from homeassistant.helpers import entity_registry as er  # noqa: PLC0415
     from pytest_homeassistant_custom_component.common import (  # noqa: PLC0415
@@ -403,16 +239,7 @@ async def ha_phase(
     )
     from custom_components.iotmp.coordinator import connectivity_spec  # noqa: PLC0415
 
-    def plain_resolver(hass: Any) -> Any:
-        # What the HA test harness does too: the mDNS-capable resolver needs the zeroconf
-        # and network integrations. The URL is a literal 127.0.0.1, so nothing resolves.
-        from aiohttp.resolver import AsyncResolver  # noqa: PLC0415
-
-        resolver = AsyncResolver()
-        resolver.real_close = resolver.close  # type: ignore[attr-defined]
-        return resolver
-
-    aiohttp_client._async_make_resolver = plain_resolver
+    use_plain_resolver()
     if args.connector_limit is not None:
         # Opt-in what-if: lift HA's per-host connection cap of the shared session.
         aiohttp_client.MAXIMUM_CONNECTIONS_PER_HOST = args.connector_limit
@@ -527,84 +354,36 @@ async def ha_phase(
             result["streams_connected"] = streams_up
             await asyncio.sleep(1.0)
 
-            # -------------------------------------------------------- streaming
             bench_domain = "sensor" if args.bench_kind == "output" else "number"
             bench_ids = {
                 ent_reg.async_get_entity_id(bench_domain, DOMAIN, manager.unique_id(d, BENCH))
                 for d in manager.devices
             }
             bench_ids.discard(None)
-            latencies: list[float] = []
-            counts = {"all": 0}
-            base_ns = time.monotonic_ns()
-
-            @callback
-            def on_state_changed(event: Any) -> None:
-                data = event.data
-                entity_id = data["entity_id"]
-                if entity_id not in entity_ids:
-                    return
-                counts["all"] += 1
-                if entity_id in bench_ids:
-                    new_state = data["new_state"]
-                    if new_state is None:
-                        return
-                    try:
-                        sent_us = int(float(new_state.state))
-                    except ValueError:
-                        return
-                    now_us = (time.monotonic_ns() - base_ns) // 1000
-                    latencies.append((now_us - sent_us) / 1000)
-
-            unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, on_state_changed)
-            gc.collect()
-            lag = LoopLag()
-            profiler = None
-            if profile_path:
-                import cProfile  # noqa: PLC0415
-
-                profiler = cProfile.Profile()
-                profiler.enable()
-            if args.gc_garbage:
-                gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector frees, to count it
-            cpu0, fcpu0 = time.process_time(), fleet.cpu_seconds()
-            lag.start()
-            with GcPauses() as pauses:
-                sent = await fleet.stream(args.rate, args.duration, base_ns)
-                await drain(lambda: len(latencies), sent["sent"])
-            cpu = time.process_time() - cpu0
-            fleet_cpu = fleet.cpu_seconds() - fcpu0
-            if profiler is not None:
-                profiler.disable()
-                profiler.dump_stats(profile_path)
-            if args.gc_garbage:
-                result["gc_garbage"] = garbage_summary()
-            await lag.stop()
-            unsub()
-            received = len(latencies)
-            result.update(
-                {
-                    "sent": sent["sent"],
-                    "received": received,
-                    "state_changes": counts["all"],
-                    "median_ms": med(latencies),
-                    "p99_ms": pct(latencies, 99),
-                    "max_ms": max(latencies, default=float("nan")),
-                    "cpu_s": cpu,
-                    "cpu_per_1000": cpu / counts["all"] * 1000 if counts["all"] else float("nan"),
-                    "fleet_cpu_per_1000": fleet_cpu / received * 1000 if received else float("nan"),
-                    "fleet_cpu_util": fleet_cpu / sent["wall"],
-                    "send_lag_p99_ms": sent["lag_p99_ms"],
-                    "loop_lag_p99_ms": pct(lag.samples, 99),
-                    **pauses.summary(),
-                }
-            )
+            yield IotmpHa(hass, result, entity_ids, bench_ids)  # type: ignore[arg-type]
             assert await hass.config_entries.async_unload(entry.entry_id)
             await hass.async_block_till_done()
             await hass.async_stop(force=True)
     finally:
         shutil.rmtree(config_dir, ignore_errors=True)
-    return result
+
+
+async def ha_phase(
+    args: argparse.Namespace, info: dict[str, Any], fleet: FleetProcess, profile_path: str | None
+) -> dict[str, Any]:
+    """Set up a fresh HA with the integration, time readiness, then stream through it."""
+    async with iotmp_home_assistant(args, info) as ha:
+        stream = await measure_ha_stream(
+            ha.hass,
+            ha.entity_ids,
+            ha.bench_ids,
+            fleet,
+            rate=args.rate,
+            duration=args.duration,
+            profile_path=profile_path,
+            gc_garbage=args.gc_garbage,
+        )
+        return {**ha.setup, **stream}
 
 
 # ------------------------------------------------------------------------------ main

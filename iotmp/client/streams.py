@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
+from ._json import loads as loads_json
 from .api import quote_segment
 from .backoff import Backoff
 from .errors import IotmpApiError, IotmpAuthError, IotmpConnectionError
@@ -409,7 +410,7 @@ class DeviceResourceStream(_Stream):
 
     def _handle_text(self, text: str) -> None:
         try:
-            frame = json.loads(text)
+            frame = loads_json(text)
         except ValueError:
             if _LOGGER.isEnabledFor(_DEBUG):
                 _LOGGER.debug("%s: skipping a frame that is not JSON", self._describe())
@@ -488,7 +489,7 @@ class AccountEventStream(_Stream):
 
     def _handle_text(self, text: str) -> None:
         try:
-            frame = json.loads(text)
+            frame = loads_json(text)
         except ValueError:
             if _LOGGER.isEnabledFor(_DEBUG):
                 _LOGGER.debug("%s: skipping a frame that is not JSON", self._describe())
