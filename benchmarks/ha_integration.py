@@ -10,11 +10,12 @@ Design (see docs/benchmarks.md, "Home Assistant integration"):
 * A subprocess (``benchmarks/_ha_fleet.py``, same interpreter) runs the local server
   (``iotmp.server.testing.run_test_server``) and N virtual devices over TCP, cycling
   through the seven demo profiles at their normal 1 s behaviour tick. Every device has
-  one extra output resource ``bench`` (a sensor in HA; ``--bench-kind input`` makes it
-  an input, a number entity) whose value is the send time (CLOCK_MONOTONIC, system-wide);
-  on command the fleet streams R values per second round-robin over the devices. So the
-  measuring process (this one) holds only Home Assistant, and its CPU time
-  (``time.process_time``, all threads) and RSS are HA's.
+  one extra resource ``bench`` (by default an input, a number entity in HA, which the
+  integration subscribes at interval 0; ``--bench-kind output`` makes it a sensor,
+  subscribed at the entry's update interval) whose value is the send time
+  (CLOCK_MONOTONIC, system-wide); on command the fleet streams R values per second
+  round-robin over the devices. So the measuring process (this one) holds only Home
+  Assistant, and its CPU time (``time.process_time``, all threads) and RSS are HA's.
 * Home Assistant is a real ``HomeAssistant`` built by
   ``pytest_homeassistant_custom_component.common.async_test_home_assistant`` (outside
   pytest: no asyncio debug mode, no socket guard; registries in memory, a temp config
@@ -585,8 +586,10 @@ def main() -> None:
     parser.add_argument(
         "--bench-kind",
         choices=("output", "input"),
-        default="output",
-        help="the streamed resource: an output (a sensor in HA) or an input (a number)",
+        default="input",
+        help="the streamed resource: an input (a number in HA, subscribed at interval 0) or "
+        "an output (a sensor, subscribed at the entry's update interval: at most one value "
+        "per interval reaches HA)",
     )
     parser.add_argument(
         "--setup-timeout",
