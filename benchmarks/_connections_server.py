@@ -1,0 +1,105 @@
+"""Launcher of the server under test in ``benchmarks/connections.py`` (not a product script).
+
+    python benchmarks/_connections_server.py --path CHECKOUT --config server.json
+
+Runs ``iotmp server --config ...`` from ``CHECKOUT`` (so one run can compare two
+checkouts) with two benchmark-only changes:
+
+* the scrypt cost of the credential hashes made when the configured devices are
+  seeded into the database is lowered (10,000 hashes at the real cost take minutes
+  of CPU at every start). Logins are not affected: a configured device is checked
+  against its configured credential with ``hmac.compare_digest``, never the hash;
+* on request (environment variables) the process profiles itself, so what is
+  measured is the real server process:
+
+  ``IOTMP_BENCH_PROFILE=FILE``: cProfile between SIGUSR1 and SIGUSR2 (written to FILE);
+  ``IOTMP_BENCH_TRACEMALLOC=FILE``: tracemalloc from SIGUSR1; at SIGUSR2 the top
+  allocations by line and by file, and task counts, are written to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import cProfile
+import gc
+import os
+import signal
+import sys
+import tracemalloc
+from pathlib import Path
+from types import FrameType
+
+_PROFILER: cProfile.Profile | None = None
+_BASE_SNAPSHOT: tracemalloc.Snapshot | None = None
+
+
+def _task_summary() -> list[str]:
+    tasks = [obj for obj in gc.get_objects() if isinstance(obj, asyncio.Task)]
+    names: collections.Counter[str] = collections.Counter()
+    for task in tasks:
+        if task.done():
+            continue
+        coro = task.get_coro()
+        names[getattr(coro, "__qualname__", type(coro).__name__)] += 1
+    return [f"{count:8d}  {name}" for name, count in names.most_common(20)]
+
+
+def _start(_signum: int, _frame: FrameType | None) -> None:
+    global _PROFILER, _BASE_SNAPSHOT  # noqa: PLW0603 - process-wide switches
+    if os.environ.get("IOTMP_BENCH_PROFILE"):
+        _PROFILER = cProfile.Profile()
+        _PROFILER.enable()
+    if os.environ.get("IOTMP_BENCH_TRACEMALLOC"):
+        tracemalloc.start(int(os.environ.get("IOTMP_BENCH_TRACE_DEPTH", "1")))
+        _BASE_SNAPSHOT = tracemalloc.take_snapshot()
+
+
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    global _PROFILER  # noqa: PLW0603
+    profile_file = os.environ.get("IOTMP_BENCH_PROFILE")
+    if _PROFILER is not None and profile_file:
+        _PROFILER.disable()
+        _PROFILER.dump_stats(profile_file)
+        _PROFILER = None
+    trace_file = os.environ.get("IOTMP_BENCH_TRACEMALLOC")
+    if trace_file and tracemalloc.is_tracing() and _BASE_SNAPSHOT is not None:
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+        lines = ["# tasks alive (by coroutine)", *_task_summary()]
+        for group in ("lineno", "filename"):
+            lines.append(f"# allocated since SIGUSR1, by {group}")
+            for stat in snapshot.compare_to(_BASE_SNAPSHOT, group)[:40]:
+                lines.append(
+                    f"{stat.size_diff:12,d} B {stat.count_diff:9,d} blocks  {stat.traceback}"
+                )
+        if tracemalloc.get_traceback_limit() > 1:
+            lines.append("# allocated since SIGUSR1, by traceback")
+            for stat in snapshot.compare_to(_BASE_SNAPSHOT, "traceback")[:25]:
+                lines.append(f"{stat.size_diff:12,d} B {stat.count_diff:9,d} blocks")
+                lines.extend(f"      {frame}" for frame in stat.traceback.format())
+        Path(trace_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tracemalloc.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", required=True, help="checkout whose iotmp package runs")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(args.path).resolve()))
+
+    from iotmp.server.storage import hashing  # noqa: PLC0415 - from the checkout chosen
+
+    hashing._LOG2_N = 1  # type: ignore[misc] # seeding only, see the module docstring
+
+    from iotmp.cli import main as iotmp_main  # noqa: PLC0415
+
+    signal.signal(signal.SIGUSR1, _start)
+    signal.signal(signal.SIGUSR2, _stop)
+    return int(iotmp_main(["server", "--config", args.config]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
