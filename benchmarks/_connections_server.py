@@ -13,6 +13,7 @@ checkouts) with two benchmark-only changes:
   measured is the real server process:
 
   ``IOTMP_BENCH_PROFILE=FILE``: cProfile between SIGUSR1 and SIGUSR2 (written to FILE);
+  ``IOTMP_BENCH_GC=FILE``: CPU seconds spent in garbage collection between the two;
   ``IOTMP_BENCH_TRACEMALLOC=FILE``: tracemalloc from SIGUSR1; at SIGUSR2 the top
   allocations by line and by file, and task counts, are written to FILE.
 """
@@ -27,11 +28,13 @@ import gc
 import os
 import signal
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 from types import FrameType
 
 _PROFILER: cProfile.Profile | None = None
+_GC_TIMES: list[float] = []  # [started, total seconds, collections, gen-2 seconds, gen-2 count]
 _BASE_SNAPSHOT: tracemalloc.Snapshot | None = None
 
 
@@ -46,8 +49,23 @@ def _task_summary() -> list[str]:
     return [f"{count:8d}  {name}" for name, count in names.most_common(20)]
 
 
+def _gc_timer(phase: str, _info: dict[str, int]) -> None:
+    if phase == "start":
+        _GC_TIMES[0] = time.process_time()
+    else:
+        spent = time.process_time() - _GC_TIMES[0]
+        _GC_TIMES[1] += spent
+        _GC_TIMES[2] += 1
+        if _info["generation"] == 2:
+            _GC_TIMES[3] += spent
+            _GC_TIMES[4] += 1
+
+
 def _start(_signum: int, _frame: FrameType | None) -> None:
     global _PROFILER, _BASE_SNAPSHOT  # noqa: PLW0603 - process-wide switches
+    if os.environ.get("IOTMP_BENCH_GC"):
+        _GC_TIMES[:] = [0.0, 0.0, 0, 0.0, 0, len(gc.get_objects()), gc.get_freeze_count()]
+        gc.callbacks.append(_gc_timer)
     if os.environ.get("IOTMP_BENCH_PROFILE"):
         _PROFILER = cProfile.Profile()
         _PROFILER.enable()
@@ -63,6 +81,32 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
         _PROFILER.disable()
         _PROFILER.dump_stats(profile_file)
         _PROFILER = None
+    gc_file = os.environ.get("IOTMP_BENCH_GC")
+    if gc_file and _gc_timer in gc.callbacks:
+        gc.callbacks.remove(_gc_timer)
+        alive = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
+        Path(gc_file + ".types").write_text(
+            "".join(f"{count:8d}  {name}\n" for name, count in alive.most_common(60)),
+            encoding="utf-8",
+        )
+        del alive
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what the full collection finds: cyclic garbage
+        started = time.perf_counter()
+        gc.collect()
+        _GC_TIMES.append(time.perf_counter() - started)
+        gc.set_debug(0)
+        garbage = collections.Counter(type(obj).__qualname__ for obj in gc.garbage)
+        gc.garbage.clear()
+        Path(gc_file + ".garbage").write_text(
+            "".join(f"{count:8d}  {name}\n" for name, count in garbage.most_common(30)),
+            encoding="utf-8",
+        )
+        Path(gc_file).write_text(
+            "seconds {1:.6f} collections {2} of which generation 2: seconds {3:.6f} "
+            "collections {4}; tracked objects before {5} (frozen {6}), after {8}; "
+            "a full collection then took {7:.4f} s\n".format(*_GC_TIMES, len(gc.get_objects())),
+            encoding="utf-8",
+        )
     trace_file = os.environ.get("IOTMP_BENCH_TRACEMALLOC")
     if trace_file and tracemalloc.is_tracing() and _BASE_SNAPSHOT is not None:
         gc.collect()

@@ -319,8 +319,11 @@ def measure(
     *,
     profile: Path | None = None,
     trace: Path | None = None,
+    gc_file: Path | None = None,
 ) -> Measurement:
     env: dict[str, str] = {}
+    if gc_file is not None:
+        env["IOTMP_BENCH_GC"] = str(gc_file)
     if profile is not None:
         env["IOTMP_BENCH_PROFILE"] = str(profile)
     if trace is not None:
@@ -410,6 +413,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("ours", "before", "bare"), action="append")
     parser.add_argument("--profile", type=Path, help="cProfile of ours' connect phase (last round)")
     parser.add_argument("--tracemalloc", type=Path, help="allocations of ours (last round)")
+    parser.add_argument("--gc", type=Path, help="GC CPU seconds, ours (last round)")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     parser.add_argument("--client", nargs=4, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -443,6 +447,7 @@ def main() -> None:
                 args.concurrency,
                 profile=args.profile if ours and last else None,
                 trace=args.tracemalloc if ours and last else None,
+                gc_file=args.gc if ours and last else None,
             )
             system.results.append(result)
             print(

@@ -922,6 +922,8 @@ class Session:
         finally:
             if self._pending.get(stream_id) is future:
                 del self._pending[stream_id]
+                if not self._pending:
+                    self._pending = {}  # an emptied dict keeps its table (idle devices)
             # A close can fail the future while _send is still waiting (back-pressure):
             # then nobody awaits it, so mark its exception retrieved here.
             if future.done() and not future.cancelled():

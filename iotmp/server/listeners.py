@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,7 +35,6 @@ from iotmp.protocol.transport import (
     server_transport,
 )
 
-from .byte_counter import CountingTransport
 from .device_link import DeviceLink, peer_host
 from .limits import ConnectionCounter
 from .registry import DeviceState
@@ -45,6 +44,7 @@ from .tls import format_peer, start_tls_stream
 if TYPE_CHECKING:
     from .app import IotmpServer
     from .config import ServerConfig
+    from .device_requests import DeviceRequests
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class DeviceGateway:
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
         self._session_configs: tuple[ServerConfig, SessionConfig] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()  # connections not yet attached
         self._tls_context: ssl.SSLContext | None = None
         limits = server.config.limits
         self._unauthenticated = ConnectionCounter(
@@ -133,7 +134,22 @@ class DeviceGateway:
                         await listener.wait_closed()
         self._tcp = self._tls = None
 
-    async def _on_tls_stream(
+    # The listeners' callbacks are plain functions that start a task of ours: for a
+    # coroutine callback asyncio's stream protocol keeps the finished task (and its
+    # coroutine and context) for the whole life of the connection.
+
+    def _on_tls_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._start_handshake(self._open_tls_stream(reader, writer))
+
+    def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._start_handshake(self._open_stream(reader, writer))
+
+    def _start_handshake(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _open_tls_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         report = self.server.handshake_log.failed
@@ -141,9 +157,11 @@ class DeviceGateway:
         if await start_tls_stream(
             writer, self._tls_context, report, timeout=self.server.config.limits.handshake_timeout
         ):
-            await self._on_stream(reader, writer)
+            await self._open_stream(reader, writer)
 
-    async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _open_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         transport = server_transport(reader, writer)
         try:
             session = await self.open(transport)
@@ -153,7 +171,7 @@ class DeviceGateway:
         if session is None:
             await transport.close()
         # Else the session runs on in its own tasks and cleans up when it closes: this
-        # handler task ends here, so an idle device holds no coroutine stack.
+        # task ends here, so an idle device holds no coroutine stack.
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""
@@ -233,7 +251,7 @@ class DeviceGateway:
             return None
         self._transports.add(transport)
         session = Session(
-            CountingTransport(transport),  # rx/tx bytes for the stats routes
+            transport,  # counts rx/tx bytes itself, for the stats routes
             Role.SERVER,
             config=self._session_config(),
             name=f"device {transport.peer}",
@@ -320,18 +338,8 @@ class DeviceGateway:
                 requests.session_closed()
         if link is None:
             return False
-
-        async def on_closed(reason: str) -> None:
-            assert link is not None
-            try:
-                self._detached(state, link, reason)
-            finally:
-                requests.session_closed()
-                self._sessions.discard(session)
-                self._transports.discard(transport)
-                await transport.close()
-
-        session.on_closed = on_closed
+        # An object with slots, not a closure: closure cells cost more per idle device.
+        session.on_closed = _AttachedDevice(self, state, link, requests, transport).closed
         return True
 
     async def _describe_and_attach(
@@ -388,6 +396,10 @@ class DeviceGateway:
         )
         return link
 
+    def _forget(self, session: Session, transport: Transport) -> None:
+        self._sessions.discard(session)
+        self._transports.discard(transport)
+
     def _detached(self, state: DeviceState, link: DeviceLink, reason: str) -> None:
         """Mark an attached device offline once its session closed (if still its link)."""
         if self.server.registry.detach(state, link):
@@ -397,3 +409,32 @@ class DeviceGateway:
                 _LOGGER.debug("device %s disconnected: %s", device_id, reason)
             else:
                 _LOGGER.info("device %s disconnected: %s", device_id, reason)
+
+
+class _AttachedDevice:
+    """What the gateway cleans up when the session of an online device closes."""
+
+    __slots__ = ("gateway", "link", "requests", "state", "transport")
+
+    def __init__(
+        self,
+        gateway: DeviceGateway,
+        state: DeviceState,
+        link: DeviceLink,
+        requests: DeviceRequests,
+        transport: Transport,
+    ) -> None:
+        self.gateway = gateway
+        self.state = state
+        self.link = link
+        self.requests = requests
+        self.transport = transport
+
+    async def closed(self, reason: str) -> None:
+        """Mark the device offline and forget the connection (the session's ``on_closed``)."""
+        try:
+            self.gateway._detached(self.state, self.link, reason)
+        finally:
+            self.requests.session_closed()
+            self.gateway._forget(self.link.session, self.transport)
+            await self.transport.close()
