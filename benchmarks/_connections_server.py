@@ -107,10 +107,12 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
             "".join(f"{count:8d}  {name}\n" for name, count in garbage.most_common(30)),
             encoding="utf-8",
         )
+        times = _GC_TIMES
         Path(gc_file).write_text(
-            "seconds {1:.6f} collections {2} of which generation 2: seconds {3:.6f} "
-            "collections {4}; tracked objects before {5} (frozen {6}), after {8}; "
-            "a full collection then took {7:.4f} s\n".format(*_GC_TIMES, len(gc.get_objects())),
+            f"seconds {times[1]:.6f} collections {times[2]:.0f} of which generation 2: "
+            f"seconds {times[3]:.6f} collections {times[4]:.0f}; tracked objects before "
+            f"{times[5]:.0f} (frozen {times[6]:.0f}), after {len(gc.get_objects())}; "
+            f"a full collection then took {times[7]:.4f} s\n",
             encoding="utf-8",
         )
     trace_file = os.environ.get("IOTMP_BENCH_TRACEMALLOC")
