@@ -13,6 +13,7 @@ checkouts) with two benchmark-only changes:
   measured is the real server process:
 
   ``IOTMP_BENCH_PROFILE=FILE``: cProfile between SIGUSR1 and SIGUSR2 (written to FILE);
+  ``IOTMP_BENCH_GC_THRESHOLD=A,B,C``: :func:`gc.set_threshold` (to try other settings);
   ``IOTMP_BENCH_GC=FILE``: CPU seconds spent in garbage collection between the two;
   ``IOTMP_BENCH_TRACEMALLOC=FILE``: tracemalloc from SIGUSR1; at SIGUSR2 the top
   allocations by line and by file, and task counts, are written to FILE.
@@ -148,6 +149,9 @@ def main() -> int:
 
     from iotmp.cli import main as iotmp_main  # noqa: PLC0415
 
+    thresholds = os.environ.get("IOTMP_BENCH_GC_THRESHOLD")  # e.g. "700,10,1000": what if
+    if thresholds:
+        gc.set_threshold(*(int(part) for part in thresholds.split(",")))
     signal.signal(signal.SIGUSR1, _start)
     signal.signal(signal.SIGUSR2, _stop)
     return int(iotmp_main(["server", "--config", args.config]) or 0)
