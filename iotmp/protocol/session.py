@@ -458,6 +458,8 @@ class Session:
 
         self._last_rx = self._loop.time()
         self._keep_alive_unanswered = False
+        # Server: a timer, not a task: an idle device costs a TimerHandle, no coroutine.
+        self._watchdog: asyncio.TimerHandle | None = None
         rate = self.config.max_message_rate
         self._rx_budget = (
             TokenBucket(rate, self.config.message_burst, clock=self._loop.time) if rate else None
@@ -920,6 +922,8 @@ class Session:
         finally:
             if self._pending.get(stream_id) is future:
                 del self._pending[stream_id]
+                if not self._pending:
+                    self._pending = {}  # an emptied dict keeps its table (idle devices)
             # A close can fail the future while _send is still waiting (back-pressure):
             # then nobody awaits it, so mark its exception retrieved here.
             if future.done() and not future.cancelled():
@@ -983,7 +987,7 @@ class Session:
         if self.role is Role.CLIENT:
             self._spawn(self._client_keep_alive_loop(), "keep-alive")
         else:
-            self._spawn(self._watchdog_loop(), "watchdog")
+            self._arm_watchdog(self.keep_alive_timeout)
             if self.config.server_keep_alive:
                 self._spawn(
                     self._server_keep_alive_loop(self.config.server_keep_alive), "keep-alive"
@@ -1021,21 +1025,16 @@ class Session:
     async def _read_loop(self) -> None:
         reason: str | None = None
         try:
-            backlog, self._backlog = self._backlog, []
-            for message in backlog:
-                await self._dispatch(message)
+            while self._backlog:
+                await self._dispatch(self._backlog.pop(0))
             while not self.is_closed:
                 data = await self.transport.read()
                 if not data:
                     break
                 self._last_rx = self._loop.time()
-                view = memoryview(data)
-                for offset in range(0, len(data), _FEED_SLICE):
-                    if offset:
-                        await asyncio.sleep(0)  # one big read must not hold the loop
-                    reason = await self._handle_bytes(view[offset : offset + _FEED_SLICE])
-                    if reason is not None or self.is_closed:
-                        break
+                reason = await self._handle_read(data)
+                # Not kept while an idle device's reader waits for its next bytes.
+                del data
                 if reason is not None:
                     break
             if reason is None:
@@ -1047,7 +1046,20 @@ class Session:
             reason = "internal error"
         self._request_close(reason)
 
-    async def _handle_bytes(self, data: memoryview) -> str | None:
+    async def _handle_read(self, data: bytes) -> str | None:
+        """Handle one read, in slices; returns a close reason or None."""
+        if len(data) <= _FEED_SLICE:
+            return await self._handle_bytes(data)
+        view = memoryview(data)
+        for offset in range(0, len(data), _FEED_SLICE):
+            if offset:
+                await asyncio.sleep(0)  # one big read must not hold the loop
+            reason = await self._handle_bytes(view[offset : offset + _FEED_SLICE])
+            if reason is not None or self.is_closed:
+                return reason
+        return None
+
+    async def _handle_bytes(self, data: bytes | memoryview) -> str | None:
         """Decode and dispatch a slice of received bytes; returns a close reason or None."""
         try:
             messages = self._decoder.feed(data)
@@ -1255,16 +1267,23 @@ class Session:
             limit = max(limit, self.config.min_timeout_without_ka)
         return limit
 
-    async def _watchdog_loop(self) -> None:
-        """Server: close after :attr:`keep_alive_timeout` seconds without any data."""
-        limit = self.keep_alive_timeout
-        while True:
-            remaining = self._last_rx + limit - self._loop.time()
-            if remaining <= 0:
-                _LOGGER.info("%s: nothing received for %.1f s; closing", self.name, limit)
-                self._request_close(f"keep-alive timeout ({limit:g} s without data)")
-                return
-            await asyncio.sleep(remaining)
+    def _arm_watchdog(self, limit: float) -> None:
+        """Server: close after ``limit`` seconds (:attr:`keep_alive_timeout`) without data.
+
+        The timer fires when the limit would be reached if nothing arrived since
+        it was armed; data received meanwhile moves the deadline, so it re-arms.
+        """
+        self._watchdog = self._loop.call_at(self._last_rx + limit, self._check_watchdog, limit)
+
+    def _check_watchdog(self, limit: float) -> None:
+        self._watchdog = None
+        if self.is_closed:
+            return
+        if self._last_rx + limit - self._loop.time() <= 0:
+            _LOGGER.info("%s: nothing received for %.1f s; closing", self.name, limit)
+            self._request_close(f"keep-alive timeout ({limit:g} s without data)")
+            return
+        self._arm_watchdog(limit)
 
     # -------------------------------------------------------------- closing
 
@@ -1286,6 +1305,9 @@ class Session:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         _LOGGER.debug("%s: closing: %s", self.name, reason)
         error = ConnectionClosedError(f"{self.name}: connection closed ({reason})")
         for future in self._pending.values():

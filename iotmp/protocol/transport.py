@@ -69,6 +69,10 @@ class Transport(ABC):
 
     kind: str = "?"
     """``"tcp"``, ``"tls"`` or ``"ws"`` (``"wss"`` for WebSocket over TLS)."""
+    rx_bytes: int = 0
+    """Bytes returned by :meth:`read` so far (IOTMP bytes: no TLS or WebSocket framing)."""
+    tx_bytes: int = 0
+    """Bytes :meth:`write` sent so far (likewise)."""
 
     @property
     @abstractmethod
@@ -148,11 +152,13 @@ class StreamTransport(Transport):
         if self._closed:
             return b""
         try:
-            return await self._reader.read(_READ_CHUNK)
+            data = await self._reader.read(_READ_CHUNK)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             # A reset or TLS failure is just "the stream ended" for the session.
             _LOGGER.debug("%s: read failed: %r", self._peer, exc)
             return b""
+        self.rx_bytes += len(data)
+        return data
 
     @override
     async def write(self, data: bytes) -> None:
@@ -163,6 +169,7 @@ class StreamTransport(Transport):
             await self._writer.drain()
         except (OSError, ssl.SSLError, RuntimeError) as exc:
             raise ConnectionClosedError(f"{self._peer}: write failed: {exc!r}") from exc
+        self.tx_bytes += len(data)
 
     @override
     async def close(self) -> None:
@@ -287,6 +294,7 @@ class WebSocketTransport(Transport):
                 if isinstance(data, str):  # TEXT frame decoded by aiohttp
                     data = data.encode("utf-8")
                 if data:  # an empty frame must not look like end of stream
+                    self.rx_bytes += len(data)
                     return bytes(data)
                 continue
             if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
@@ -304,6 +312,7 @@ class WebSocketTransport(Transport):
             await self.ws.send_bytes(data)
         except (OSError, RuntimeError, aiohttp.ClientError) as exc:
             raise ConnectionClosedError(f"{self._peer}: write failed: {exc!r}") from exc
+        self.tx_bytes += len(data)
 
     @override
     async def close(self) -> None:

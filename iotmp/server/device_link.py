@@ -34,11 +34,19 @@ class DeviceLink:
     :class:`ConnectionClosedError` (the device went away).
     """
 
-    def __init__(self, device_id: str, session: Session, request_timeout: float) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        session: Session,
+        request_timeout: float,
+        peer_address: str | None = None,
+    ) -> None:
         self.device_id = device_id
         self.session = session
         self.request_timeout = request_timeout
-        self.peer_address = peer_host(session.transport.peer)
+        self.peer_address = (
+            peer_host(session.transport.peer) if peer_address is None else peer_address
+        )
         self.transport_kind = session.transport.kind
 
     @property

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,7 +35,6 @@ from iotmp.protocol.transport import (
     server_transport,
 )
 
-from .byte_counter import CountingTransport
 from .device_link import DeviceLink, peer_host
 from .limits import ConnectionCounter
 from .registry import DeviceState
@@ -44,6 +43,8 @@ from .tls import format_peer, start_tls_stream
 
 if TYPE_CHECKING:
     from .app import IotmpServer
+    from .config import ServerConfig
+    from .device_requests import DeviceRequests
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class DeviceGateway:
         self._tls: asyncio.Server | None = None
         self._generation: dict[str, int] = {}
         self._pending: dict[str, Session] = {}
+        self._session_configs: tuple[ServerConfig, SessionConfig] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()  # connections not yet attached
         self._tls_context: ssl.SSLContext | None = None
         limits = server.config.limits
         self._unauthenticated = ConnectionCounter(
@@ -131,7 +134,22 @@ class DeviceGateway:
                         await listener.wait_closed()
         self._tcp = self._tls = None
 
-    async def _on_tls_stream(
+    # The listeners' callbacks are plain functions that start a task of ours: for a
+    # coroutine callback asyncio's stream protocol keeps the finished task (and its
+    # coroutine and context) for the whole life of the connection.
+
+    def _on_tls_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._start_handshake(self._open_tls_stream(reader, writer))
+
+    def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._start_handshake(self._open_stream(reader, writer))
+
+    def _start_handshake(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _open_tls_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         report = self.server.handshake_log.failed
@@ -139,16 +157,21 @@ class DeviceGateway:
         if await start_tls_stream(
             writer, self._tls_context, report, timeout=self.server.config.limits.handshake_timeout
         ):
-            await self._on_stream(reader, writer)
+            await self._open_stream(reader, writer)
 
-    async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _open_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         transport = server_transport(reader, writer)
         try:
-            await self.serve(transport)
+            session = await self.open(transport)
         except Exception:
             _LOGGER.exception("%s: device connection failed", transport.peer)
-        finally:
+            session = None
+        if session is None:
             await transport.close()
+        # Else the session runs on in its own tasks and cleans up when it closes: this
+        # task ends here, so an idle device holds no coroutine stack.
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""
@@ -178,8 +201,11 @@ class DeviceGateway:
 
     def _session_config(self) -> SessionConfig:
         config = self.server.config
+        cached = self._session_configs
+        if cached is not None and cached[0] is config:
+            return cached[1]  # one shared (never mutated) config for every session
         limits = config.limits
-        return SessionConfig(
+        session_config = SessionConfig(
             keep_alive=config.keep_alive,
             # A device that declares no ka may be a reference device keeping to its 60 s.
             min_timeout_without_ka=REFERENCE_KEEP_ALIVE * KEEP_ALIVE_TIMEOUT_FACTOR
@@ -192,12 +218,25 @@ class DeviceGateway:
             max_message_rate=limits.device_message_rate,
             message_burst=limits.device_message_burst,
         )
+        self._session_configs = (config, session_config)
+        return session_config
 
     async def serve(self, transport: Transport) -> None:
         """Run one device connection from CONNECT to close."""
+        session = await self.open(transport)
+        if session is not None:
+            await session.wait_closed()  # (its cleanup runs before this returns)
+
+    async def open(self, transport: Transport) -> Session | None:
+        """CONNECT, DESCRIBE and attach a device; returns its running session.
+
+        The session cleans up after itself when it closes (``on_closed``). None
+        when the device was refused or went away first (everything is cleaned up
+        then; closing ``transport`` is the caller's job).
+        """
         if self.closing:
             await transport.close()
-            return
+            return None
         address = peer_host(transport.peer)
         if not self._unauthenticated.try_enter(address):
             _LOG_LIMITER.log(
@@ -209,10 +248,10 @@ class DeviceGateway:
                 self._unauthenticated.count,
             )
             await transport.close()
-            return
+            return None
         self._transports.add(transport)
         session = Session(
-            CountingTransport(transport),  # rx/tx bytes for the stats routes
+            transport,  # counts rx/tx bytes itself, for the stats routes
             Role.SERVER,
             config=self._session_config(),
             name=f"device {transport.peer}",
@@ -225,19 +264,26 @@ class DeviceGateway:
                 counted[0] = False
                 self._unauthenticated.leave(address)
 
+        attached = False
         try:
-            await self._serve_session(session, transport, authenticated)
+            attached = await self._serve_session(session, transport, address, authenticated)
         finally:
             authenticated()
-            self._sessions.discard(session)
-            self._transports.discard(transport)
-            if not session.is_closed:
-                await session.close("connection handler ended")
+            if not attached:
+                self._sessions.discard(session)
+                self._transports.discard(transport)
+                if not session.is_closed:
+                    await session.close("connection handler ended")
+        return session if attached else None
 
     async def _serve_session(
-        self, session: Session, transport: Transport, authenticated: Callable[[], None]
-    ) -> None:
-        address = peer_host(transport.peer)
+        self,
+        session: Session,
+        transport: Transport,
+        address: str,
+        authenticated: Callable[[], None],
+    ) -> bool:
+        """Authenticate and attach; True once the device is online (see :meth:`open`)."""
         accepted: list[DeviceState] = []
         throttle = self.server.throttle
         registry = self.server.registry
@@ -276,24 +322,32 @@ class DeviceGateway:
         try:
             await session.accept(authenticate, timeout=self.server.config.limits.handshake_timeout)
         except AuthenticationError:
-            return  # answered ERROR and closed by the session
+            return False  # answered ERROR and closed by the session
         except IotmpError as exc:
             self.server.handshake_log.failed(address, "connect", exc)
-            return
+            return False
         authenticated()
         state = accepted[0]
         requests = self.server.server_resources.handler_for(state)
         session.handler = requests  # the device may call server resources from now on
+        link: DeviceLink | None = None
         try:
-            await self._run_device(session, state)
+            link = await self._describe_and_attach(session, state, address)
         finally:
-            requests.session_closed()
+            if link is None:
+                requests.session_closed()
+        if link is None:
+            return False
+        # An object with slots, not a closure: closure cells cost more per idle device.
+        session.on_closed = _AttachedDevice(self, state, link, requests, transport).closed
+        return True
 
-    async def _run_device(self, session: Session, state: DeviceState) -> None:
-        """DESCRIBE the authenticated device, mark it online, wait for its session's end."""
+    async def _describe_and_attach(
+        self, session: Session, state: DeviceState, address: str
+    ) -> DeviceLink | None:
+        """DESCRIBE the authenticated device and mark it online; None if it went away first."""
         registry = self.server.registry
         device_id = state.id
-        address = peer_host(session.transport.peer)
         generation = self._generation.get(device_id, 0) + 1
         self._generation[device_id] = generation
 
@@ -308,13 +362,13 @@ class DeviceGateway:
                 _LOGGER.info("device %s: replaced by a new connection from %s", device_id, address)
             self.server.spawn(old.close("replaced by a newer connection"))
 
-        link = DeviceLink(device_id, session, self.server.config.request_timeout)
+        link = DeviceLink(device_id, session, self.server.config.request_timeout, address)
         self._pending[device_id] = session
         try:
             description = await link.describe()
         except IotmpError as exc:
             if session.is_closed:
-                return
+                return None
             _LOG_LIMITER.log(
                 _LOGGER,
                 logging.WARNING,
@@ -323,15 +377,14 @@ class DeviceGateway:
                 device_id,
                 exc,
             )
-            state.description = None
-            state.resources = {}
+            state.clear_description()
         else:
             state.set_description(description)
         finally:
             if self._pending.get(device_id) is session:
                 del self._pending[device_id]
         if session.is_closed or self._generation.get(device_id) != generation or self.closing:
-            return
+            return None
         registry.attach(state, link)
         self.server.hub.device_connected(device_id)
         _LOGGER.info(
@@ -341,10 +394,47 @@ class DeviceGateway:
             address,
             session.transport.kind,
         )
-        reason = await session.wait_closed()
-        if registry.detach(state, link):
+        return link
+
+    def _forget(self, session: Session, transport: Transport) -> None:
+        self._sessions.discard(session)
+        self._transports.discard(transport)
+
+    def _detached(self, state: DeviceState, link: DeviceLink, reason: str) -> None:
+        """Mark an attached device offline once its session closed (if still its link)."""
+        if self.server.registry.detach(state, link):
+            device_id = state.id
             self.server.hub.device_disconnected(device_id)
             if any(reason.startswith(q) for q in _QUIET_REASONS):
                 _LOGGER.debug("device %s disconnected: %s", device_id, reason)
             else:
                 _LOGGER.info("device %s disconnected: %s", device_id, reason)
+
+
+class _AttachedDevice:
+    """What the gateway cleans up when the session of an online device closes."""
+
+    __slots__ = ("gateway", "link", "requests", "state", "transport")
+
+    def __init__(
+        self,
+        gateway: DeviceGateway,
+        state: DeviceState,
+        link: DeviceLink,
+        requests: DeviceRequests,
+        transport: Transport,
+    ) -> None:
+        self.gateway = gateway
+        self.state = state
+        self.link = link
+        self.requests = requests
+        self.transport = transport
+
+    async def closed(self, reason: str) -> None:
+        """Mark the device offline and forget the connection (the session's ``on_closed``)."""
+        try:
+            self.gateway._detached(self.state, self.link, reason)
+        finally:
+            self.requests.session_closed()
+            self.gateway._forget(self.link.session, self.transport)
+            await self.transport.close()

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ def flatten_description(description: Any) -> dict[str, int | None]:
         for name, entry in node.items():
             if not isinstance(name, str):
                 continue
-            full = f"{prefix}/{name}" if prefix else name
+            # Interned: thousands of devices of one firmware share their resource names.
+            full = sys.intern(f"{prefix}/{name}" if prefix else name)
             fn: int | None = None
             if isinstance(entry, dict):
                 raw_fn = entry.get("fn")
@@ -80,6 +82,8 @@ class DeviceState:
     connection_ts: int | None = None
     ip_address: str | None = None
     transport: str | None = None
+    # The cached whole-device DESCRIBE, flattened (the same object as ``resources``:
+    # only its names and fns are used, the raw answer is not kept); None = unknown.
     description: dict[str, Any] | None = None
     resources: dict[str, int | None] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
@@ -105,12 +109,13 @@ class DeviceState:
 
     def set_description(self, description: Any) -> None:
         """Cache a whole-device DESCRIBE answer."""
-        if isinstance(description, dict):
-            self.description = description
-            self.resources = flatten_description(description)
-        else:
-            self.description = {}
-            self.resources = {}
+        self.resources = flatten_description(description) if isinstance(description, dict) else {}
+        self.description = self.resources
+
+    def clear_description(self) -> None:
+        """Forget the cached description (the device's resources are unknown)."""
+        self.description = None
+        self.resources = {}
 
     def resource_fn(self, name: str) -> int | None:
         """``fn`` of a resource from the cached description (None if unknown)."""
