@@ -279,6 +279,14 @@ async def run_sub(args: argparse.Namespace, commands: asyncio.StreamReader) -> N
 
     await asyncio.gather(*(connect(i) for i in range(args.devices)))
     _answer({"subscribed": ready[0]})
+    try:
+        await _serve_sub(commands, window)
+    finally:
+        if session is not None:
+            await session.close()
+
+
+async def _serve_sub(commands: asyncio.StreamReader, window: Window) -> None:
     while line := await commands.readline():
         cmd = json.loads(line)
         if cmd["cmd"] == "mark":

@@ -86,12 +86,24 @@ def main() -> None:
     probe = GcProbe() if os.environ.get("IOTMP_BENCH_GC") == "1" else None
     if probe is not None:
         gc.callbacks.append(probe)
-    if os.environ.get("IOTMP_BENCH_UVLOOP") == "1":
-        import uvloop
+    profile_to = os.environ.get("IOTMP_BENCH_PROFILE")  # diagnostic: cProfile into this file
+    profiler = None
+    if profile_to:
+        import cProfile
 
-        uvloop.run(serve(args.devices, probe))
-    else:
-        asyncio.run(serve(args.devices, probe))
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        if os.environ.get("IOTMP_BENCH_UVLOOP") == "1":
+            import uvloop
+
+            uvloop.run(serve(args.devices, probe))
+        else:
+            asyncio.run(serve(args.devices, probe))
+    finally:
+        if profiler is not None and profile_to:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ class Sample:
     p99_ms: float
     gc_share: float | None = None
     gc_max_ms: float | None = None
+    gc_collections: list[int] | None = None
 
 
 @dataclass
@@ -217,6 +218,7 @@ def run_system(system: str, args: argparse.Namespace, rates: list[int]) -> dict[
             if gc:
                 sample.gc_share = gc["gc_s"] / cpu if cpu else 0.0
                 sample.gc_max_ms = gc["gc_max_pause_s"] * 1000
+                sample.gc_collections = gc["collections"]
             out[rate] = sample
             _drain(sub, 1.0 if rate else 3.0)
     finally:
