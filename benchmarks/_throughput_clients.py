@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+import aiohttp
 import orjson
 
 from iotmp.protocol.codec import MessageDecoder, encode_message
@@ -89,12 +90,16 @@ class Publisher:
         return b"\x0a" + _varint(len(body)) + body
 
 
-async def _iotmp_device(pub: Publisher, port: int, started: asyncio.Event, counter: list[int]) -> None:
+async def _iotmp_device(
+    pub: Publisher, port: int, started: asyncio.Event, counter: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pub.writer = writer
     writer.write(
         encode_message(
-            Message.build(MessageType.CONNECT, stream_id=1, payload=["bench", f"d{pub.index}", "pw"])
+            Message.build(
+                MessageType.CONNECT, stream_id=1, payload=["bench", f"d{pub.index}", "pw"]
+            )
         )
     )
     decoder = MessageDecoder()
@@ -130,7 +135,7 @@ async def run_pub(args: argparse.Namespace, commands: asyncio.StreamReader) -> N
         async with gate:
             if args.system == "iotmp":
                 readers.append(asyncio.create_task(_iotmp_device(pub, args.port, started, counter)))
-                while pub.writer is None:
+                while pub.writer is None:  # noqa: ASYNC110 (set by the task just made)
                     await asyncio.sleep(0.005)
                 return
             reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
@@ -203,8 +208,6 @@ class Window:
 async def _iotmp_subscriber(
     args: argparse.Namespace, index: int, session: Any, window: Window, ready: list[int]
 ) -> None:
-    import aiohttp
-
     url = f"{args.url}/v3/users/bench/devices/d{index}/resources/bench?interval=0"
     headers = {"Authorization": f"Bearer {args.token}"}
     async with session.ws_connect(url, headers=headers, max_msg_size=0) as ws:
@@ -220,7 +223,9 @@ async def _iotmp_subscriber(
                         window.latencies.append(now_us() - value["ts"])
 
 
-async def _tcp_subscriber(args: argparse.Namespace, index: int, window: Window, ready: list[int]) -> None:
+async def _tcp_subscriber(
+    args: argparse.Namespace, index: int, window: Window, ready: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
     if args.system == "mqtt":
         writer.write(_mqtt_connect(f"sub{index}"))
@@ -262,8 +267,6 @@ async def run_sub(args: argparse.Namespace, commands: asyncio.StreamReader) -> N
     tasks: list[asyncio.Task[None]] = []
     session: Any = None
     if args.system == "iotmp":
-        import aiohttp
-
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -271,10 +274,12 @@ async def run_sub(args: argparse.Namespace, commands: asyncio.StreamReader) -> N
         async with gate:
             before = ready[0]
             if args.system == "iotmp":
-                tasks.append(asyncio.create_task(_iotmp_subscriber(args, index, session, window, ready)))
+                tasks.append(
+                    asyncio.create_task(_iotmp_subscriber(args, index, session, window, ready))
+                )
             else:
                 tasks.append(asyncio.create_task(_tcp_subscriber(args, index, window, ready)))
-            while ready[0] == before:
+            while ready[0] == before:  # noqa: ASYNC110 (one connect at a time per slot)
                 await asyncio.sleep(0.002)
 
     await asyncio.gather(*(connect(i) for i in range(args.devices)))
@@ -295,10 +300,24 @@ async def _serve_sub(commands: asyncio.StreamReader, window: Window) -> None:
         elif cmd["cmd"] == "report":
             window.open = False
             lat = sorted(window.latencies)
-            pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0) if lat else (lambda q: float("nan"))
-            _answer({"count": window.count, "total": window.total, "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": lat[-1] / 1000.0 if lat else float("nan")})
+            _answer(
+                {
+                    "count": window.count,
+                    "total": window.total,
+                    "p50_ms": _quantile(lat, 0.5),
+                    "p99_ms": _quantile(lat, 0.99),
+                    "max_ms": lat[-1] / 1000.0 if lat else float("nan"),
+                }
+            )
         elif cmd["cmd"] == "total":
             _answer({"total": window.total})
+
+
+def _quantile(ordered: list[int], q: float) -> float:
+    """The q-quantile of sorted µs values, in ms (NaN when empty)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
 
 
 def _answer(obj: dict[str, Any]) -> None:
@@ -328,7 +347,7 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
-        import uvloop  # the clients are not measured: the cheaper their loop the better
+        import uvloop  # noqa: PLC0415  (clients are not measured: the cheaper the better)
 
         uvloop.run(main_async(args))
     except ImportError:

@@ -85,7 +85,7 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.environ.get("IOTMP_BENCH_UVLOOP") == "1":
-        import uvloop
+        import uvloop  # noqa: PLC0415
 
         uvloop.run(serve())
     else:

@@ -50,8 +50,9 @@ class GcProbe:
 
 
 async def serve(devices: int, probe: GcProbe | None) -> None:
-    from iotmp.server.limits import ServerLimits
-    from iotmp.server.testing import TestDevice, run_test_server
+    # From PYTHONPATH: this checkout or --server-path's.
+    from iotmp.server.limits import ServerLimits  # noqa: PLC0415
+    from iotmp.server.testing import TestDevice, run_test_server  # noqa: PLC0415
 
     limits = ServerLimits(
         min_stream_interval=0.01,
@@ -81,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, required=True)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     probe = GcProbe() if os.environ.get("IOTMP_BENCH_GC") == "1" else None
     if probe is not None:
@@ -89,13 +90,13 @@ def main() -> None:
     profile_to = os.environ.get("IOTMP_BENCH_PROFILE")  # diagnostic: cProfile into this file
     profiler = None
     if profile_to:
-        import cProfile
+        import cProfile  # noqa: PLC0415
 
         profiler = cProfile.Profile()
         profiler.enable()
     try:
         if os.environ.get("IOTMP_BENCH_UVLOOP") == "1":
-            import uvloop
+            import uvloop  # noqa: PLC0415
 
             uvloop.run(serve(args.devices, probe))
         else:

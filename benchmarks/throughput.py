@@ -9,7 +9,8 @@ same payload bytes, same fan-out, each server in its own child process:
 * ``mosquitto``: /usr/sbin/mosquitto, one topic per device, one subscriber each;
 * ``relay``: a plain asyncio relay forwarding each frame's bytes (no parsing).
 
-Per round (systems in a rotated order each round) and rate: offer R msg/s for
+Every system starts once (with its clients) and stays up; then per round and rate,
+the systems in an order rotated each round: offer R msg/s for
 warm-up + window seconds, measure in the window the server's CPU (utime+stime of its
 process, /proc/<pid>/stat), deliveries and latency (p50/p99, receive time minus
 ``ts``); rate 0 (``--saturation``) offers as fast as the sockets take it. Printed:
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -141,8 +144,6 @@ def start_server(system: str, args: argparse.Namespace) -> Server:
         child = Child([py, str(HERE / "_throughput_relay.py")], env=_env(CHECKOUT, args, False))
         return Server(child.pid, int(child.read()["port"]), child=None, proc=child.proc)
     scratch = tempfile.TemporaryDirectory(prefix="bench-mosq-")
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -172,6 +173,7 @@ class Sample:
     gc_share: float | None = None
     gc_max_ms: float | None = None
     gc_collections: list[int] | None = None
+    server_cores: float = 0.0
 
 
 @dataclass
@@ -184,49 +186,64 @@ class Results:
         self.samples.setdefault((system, rate), []).append(sample)
 
 
-def run_system(system: str, args: argparse.Namespace, rates: list[int]) -> dict[int, Sample]:
-    server = start_server(system, args)
-    wire = "iotmp" if system in ("iotmp", "before") else "mqtt" if system == "mosquitto" else "relay"
-    common = ["--system", wire, "--devices", str(args.devices), "--port", str(server.port)]
-    common += ["--url", server.url, "--token", server.token]
-    env = _env(CHECKOUT, args, False)
-    client = [sys.executable, str(HERE / "_throughput_clients.py")]
-    pub = sub = None
-    out: dict[int, Sample] = {}
-    try:
-        pub = Child([*client, "--role", "pub", *common], env=env)
-        pub.read()
-        sub = Child([*client, "--role", "sub", *common], env=env)
-        sub.read()
-        pub.ask({"cmd": "wait_streams"})
+class Bench:
+    """One system with its publishers and subscribers, kept up across rounds."""
+
+    def __init__(self, system: str, args: argparse.Namespace) -> None:
+        self.system = system
+        self.args = args
+        self.server = start_server(system, args)
+        wire = {"iotmp": "iotmp", "before": "iotmp", "mosquitto": "mqtt"}.get(system, "relay")
+        common = ["--system", wire, "--devices", str(args.devices), "--port", str(self.server.port)]
+        common += ["--url", self.server.url, "--token", self.server.token]
+        env = _env(CHECKOUT, args, False)
+        client = [sys.executable, str(HERE / "_throughput_clients.py")]
+        self.pub: Child | None = None
+        self.sub: Child | None = None
+        try:
+            self.pub = Child([*client, "--role", "pub", *common], env=env)
+            self.pub.read()
+            self.sub = Child([*client, "--role", "sub", *common], env=env)
+            self.sub.read()
+            self.pub.ask({"cmd": "wait_streams"})
+        except BaseException:
+            self.stop()
+            raise
         time.sleep(0.3)
-        for rate in rates:
-            pub.send({"cmd": "stream", "rate": rate, "seconds": args.warmup + args.window + 0.2})
-            time.sleep(args.warmup)
-            if args.gc and server.child is not None:
-                server.gc_stats()
-            sub.ask({"cmd": "mark"})
-            cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(args.window)
-            cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
-            report = sub.ask({"cmd": "report"})
-            gc = server.gc_stats() if args.gc and server.child is not None else {}
-            pub.read(timeout=args.warmup + args.window + 30)
-            count = max(1, int(report["count"]))
-            cpu = cpu1 - cpu0
-            sample = Sample(count / (t1 - t0), cpu / count * 1e6, report["p50_ms"], report["p99_ms"])
-            if gc:
-                sample.gc_share = gc["gc_s"] / cpu if cpu else 0.0
-                sample.gc_max_ms = gc["gc_max_pause_s"] * 1000
-                sample.gc_collections = gc["collections"]
-            out[rate] = sample
-            _drain(sub, 1.0 if rate else 3.0)
-    finally:
-        for child in (pub, sub):
+
+    def measure(self, rate: int) -> Sample:
+        """Offer ``rate`` msg/s (0 = as fast as possible); measure one window."""
+        args, server = self.args, self.server
+        pub, sub = self.pub, self.sub
+        assert pub is not None and sub is not None
+        probe = args.gc and server.child is not None
+        pub.send({"cmd": "stream", "rate": rate, "seconds": args.warmup + args.window + 0.2})
+        time.sleep(args.warmup)
+        if probe:
+            server.gc_stats()
+        sub.ask({"cmd": "mark"})
+        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        time.sleep(args.window)
+        cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+        report = sub.ask({"cmd": "report"})
+        gc = server.gc_stats() if probe else {}
+        pub.read(timeout=args.warmup + args.window + 30)
+        count = max(1, int(report["count"]))
+        cpu = cpu1 - cpu0
+        sample = Sample(count / (t1 - t0), cpu / count * 1e6, report["p50_ms"], report["p99_ms"])
+        sample.server_cores = cpu / (t1 - t0)
+        if gc:
+            sample.gc_share = gc["gc_s"] / cpu if cpu else 0.0
+            sample.gc_max_ms = gc["gc_max_pause_s"] * 1000
+            sample.gc_collections = gc["collections"]
+        _drain(sub, 1.0 if rate else 5.0)
+        return sample
+
+    def stop(self) -> None:
+        for child in (self.pub, self.sub):
             if child is not None:
                 child.stop()
-        server.stop()
-    return out
+        self.server.stop()
 
 
 def _drain(sub: Child, limit: float) -> None:
@@ -242,13 +259,25 @@ def _drain(sub: Child, limit: float) -> None:
 
 
 def _fmt(values: list[float], spec: str = ",.0f") -> str:
-    if not values or any(v != v for v in values):
+    if not values or any(math.isnan(v) for v in values):
         return "-"
     return f"{format(min(values), spec)} / {format(statistics.median(values), spec)}"
 
 
 def report(results: Results, systems: list[str], rates: list[int], markdown: bool) -> None:
-    head = ["system", "rate", "delivered msg/s", "CPU µs/msg", "/ mosquitto", "/ relay", "p50 ms", "p99 ms", "GC % CPU", "GC max pause ms"]
+    head = [
+        "system",
+        "rate",
+        "delivered msg/s",
+        "CPU µs/msg",
+        "/ mosquitto",
+        "/ relay",
+        "p50 ms",
+        "p99 ms",
+        "server cores",
+        "GC % CPU",
+        "GC max pause ms",
+    ]
     rows = []
     for rate in rates:
         for system in systems:
@@ -258,7 +287,9 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
             ratios: dict[str, list[float]] = {}
             for base in ("mosquitto", "relay"):
                 others = results.samples.get((base, rate), [])
-                ratios[base] = [s.cpu_us / b.cpu_us for s, b in zip(samples, others, strict=False) if b.cpu_us]
+                ratios[base] = [
+                    s.cpu_us / b.cpu_us for s, b in zip(samples, others, strict=False) if b.cpu_us
+                ]
             gc_share = [100 * s.gc_share for s in samples if s.gc_share is not None]
             gc_max = [s.gc_max_ms for s in samples if s.gc_max_ms is not None]
             rows.append(
@@ -271,6 +302,7 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
                     _fmt(ratios["relay"], ".2f"),
                     _fmt([s.p50_ms for s in samples], ".1f"),
                     _fmt([s.p99_ms for s in samples], ".1f"),
+                    _fmt([s.server_cores for s in samples], ".2f"),
                     _fmt(gc_share, ".1f") if gc_share else "-",
                     f"{max(gc_max):.1f}" if gc_max else "-",
                 ]
@@ -288,7 +320,9 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--devices", type=int, default=100, help="N devices (and subscribers)")
     parser.add_argument("--rates", default="5000,10000", help="aggregate msg/s, comma-separated")
     parser.add_argument("--saturation", action="store_true", help="also offer as fast as possible")
@@ -311,19 +345,34 @@ def main() -> None:
     if args.saturation:
         rates.append(0)
     results = Results()
-    print(f"# N={args.devices} rates={rates} rounds={args.rounds} uvloop={args.uvloop} "
-          f"loadavg {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
-    for round_no in range(args.rounds):
-        order = systems[round_no % len(systems) :] + systems[: round_no % len(systems)]
-        for system in order:
-            for rate, sample in run_system(system, args, rates).items():
-                results.add(system, rate, sample)
-            print(f"# round {round_no + 1} {system} done", file=sys.stderr, flush=True)
+    print(
+        f"# N={args.devices} rates={rates} rounds={args.rounds} uvloop={args.uvloop} "
+        f"loadavg {Path('/proc/loadavg').read_text().split()[:3]}",
+        flush=True,
+    )
+    benches: dict[str, Bench] = {}
+    try:
+        for system in systems:  # all up at once: rounds interleave without restarts
+            benches[system] = Bench(system, args)
+            print(f"# {system} up", file=sys.stderr, flush=True)
+        for round_no in range(args.rounds):
+            shift = round_no % len(systems)
+            order = systems[shift:] + systems[:shift]
+            for rate in rates:
+                for system in order:
+                    results.add(system, rate, benches[system].measure(rate))
+            print(f"# round {round_no + 1} done", file=sys.stderr, flush=True)
+    finally:
+        for bench in benches.values():
+            bench.stop()
     print(f"# loadavg after {Path('/proc/loadavg').read_text().split()[:3]}")
     report(results, systems, rates, args.markdown)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({f"{s}@{r}": [vars(x) for x in v] for (s, r), v in results.samples.items()}, indent=1)
+            json.dumps(
+                {f"{s}@{r}": [vars(x) for x in v] for (s, r), v in results.samples.items()},
+                indent=1,
+            )
         )
 
 

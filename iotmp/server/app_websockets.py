@@ -42,8 +42,8 @@ from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps
 from .registry import DeviceState, now_ms
 from .socket_outbox import Outbox
 from .streams import Subscription
-from .ws_frames import frame_writer
 from .ws_close import close_code, close_reason, frame_style
+from .ws_frames import frame_writer
 
 if TYPE_CHECKING:
     from .app import IotmpServer

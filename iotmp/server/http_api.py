@@ -84,7 +84,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _orjson_default(value: Any) -> Any:
-    """What orjson cannot serialise itself: bytes-likes become base64 text (as in ``jsonable``)."""
+    """Serialise what orjson cannot: bytes-likes become base64 text (as in ``jsonable``)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     raise TypeError(type(value).__name__)

@@ -75,7 +75,7 @@ class FrameWriter:
 
 
 def frame_writer(ws: web.WebSocketResponse) -> FrameWriter | None:
-    """A :class:`FrameWriter` for a prepared socket, or None where ``send_str`` must do."""
+    """Return a :class:`FrameWriter` for a prepared socket, or None where ``send_str`` must do."""
     writer: Any = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
     drain = getattr(getattr(writer, "protocol", None), "_drain_helper", None)
