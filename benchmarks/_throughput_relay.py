@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import sys
+from typing import cast
 
 
 class Relay:
@@ -33,8 +34,7 @@ class RelayProtocol(asyncio.Protocol):
         self.index = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -64,13 +64,14 @@ class _GuardedProtocol(asyncio.Protocol):
         self._accepted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        if not self._guard.opened(transport):
-            transport.abort()
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        stream = cast("asyncio.Transport", transport)
+        self._transport = stream
+        if not self._guard.opened(stream):
+            stream.abort()
             return
         self._accepted = True
-        self._inner.connection_made(transport)
+        self._inner.connection_made(stream)
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)

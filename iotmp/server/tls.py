@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -97,7 +97,8 @@ class _TlsAcceptor(asyncio.Protocol):
         self._site = site
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        transport = cast("asyncio.Transport", transport)
         transport.pause_reading()  # nothing may reach us: start_tls takes the bytes
         task = asyncio.get_running_loop().create_task(self._site.handshake(transport))
         self._site.pending.add(task)

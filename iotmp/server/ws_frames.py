@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web
 
@@ -79,9 +79,13 @@ def frame_writer(ws: web.WebSocketResponse) -> FrameWriter | None:
     writer: Any = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
     drain = getattr(getattr(writer, "protocol", None), "_drain_helper", None)
-    if ws.compress or not isinstance(transport, asyncio.Transport) or not callable(drain):
+    # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
+    needed = ("write", "is_closing", "get_write_buffer_size")
+    if ws.compress or not all(callable(getattr(transport, n, None)) for n in needed):
         return None
-    return FrameWriter(ws, transport, drain)
+    if not callable(drain):
+        return None
+    return FrameWriter(ws, cast("asyncio.Transport", transport), drain)
 
 
 __all__ = ["DIRECT_WRITE_LIMIT", "FrameWriter", "frame_writer", "text_frame"]
