@@ -22,7 +22,10 @@ Decisions where the spec leaves room (see the module's tests for the bytes):
 * A RUN *without* STREAM_ID from the peer gets no reply (per [Docs]).
 * Requests from the peer (and STREAM_DATA callbacks) are handled one at a time
   in arrival order by a worker task, so e.g. a START_STREAM is fully set up
-  before STREAM_DATA for it is processed. Handlers may themselves send
+  before STREAM_DATA for it is processed. A sample whose ``on_data`` finds
+  nothing queued is handed to it straight from the reader (no queue entry,
+  no task switch); an awaitable it returns is then awaited by the worker, and
+  later samples queue behind it. Handlers may themselves send
   requests to the peer (replies are matched by the reader, not the worker).
   ``SessionConfig.concurrent_requests`` runs RUN / DESCRIBE handlers in their
   own tasks instead, for servers whose handlers can be slow.
@@ -442,6 +445,8 @@ class Session:
         self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(
             maxsize=_WORK_QUEUE_SIZE
         )
+        self._worker: asyncio.Task[Any] | None = None  # started with the first queued job
+        self._worker_busy = False  # a queued job is running
 
         self._pending: dict[int, asyncio.Future[Message]] = {}  # our requests
         self._streams: dict[int, StreamHandle] = {}  # streams we opened
@@ -983,7 +988,6 @@ class Session:
         """Start the background tasks once the handshake succeeded."""
         self._last_rx = self._loop.time()
         self._spawn(self._read_loop(), "reader")
-        self._spawn(self._work_loop(), "worker")
         if self.role is Role.CLIENT:
             self._spawn(self._client_keep_alive_loop(), "keep-alive")
         else:
@@ -1126,7 +1130,7 @@ class Session:
             if self.config.concurrent_requests and kind in (MessageType.RUN, MessageType.DESCRIBE):
                 self._spawn(self._guard(self._handle_request(message), "request"), "request")
             else:
-                await self._work.put(lambda: self._handle_request(message))
+                await self._queue_job(lambda: self._handle_request(message))
         elif kind == MessageType.DISCONNECT:
             reason = message.parameters
             _LOGGER.debug("%s: DISCONNECT received (reason %r)", self.name, reason)
@@ -1145,33 +1149,70 @@ class Session:
         if handle is not None:
             handle.last_message = message
             payload = None if message.payload is ABSENT else message.payload
-            if handle.on_data is None:
+            callback = handle.on_data
+            if callback is None:
                 handle._buffer_payload(payload)
+            elif self._worker_busy or not self._work.empty():
+                # Jobs are pending: queue behind them, arrival order is kept.
+                await self._queue_job(lambda: self._call_on_data(callback, payload))
             else:
-                callback = handle.on_data
-                await self._work.put(lambda: self._call_on_data(callback, payload))
+                # Nothing pending (the usual case): call it here, in the reader,
+                # without a queue entry, a closure and a task switch per sample.
+                await self._call_on_data_now(callback, payload)
             return
         stream = self._incoming.get(stream_id)
         if stream is not None:
-            await self._work.put(lambda: self.handler.on_stream_data(stream, message))
+            await self._queue_job(lambda: self.handler.on_stream_data(stream, message))
         else:
-            await self._work.put(lambda: self.handler.on_unknown_stream_data(self, message))
+            await self._queue_job(lambda: self.handler.on_unknown_stream_data(self, message))
+
+    async def _call_on_data_now(self, callback: Callable[[Any], Any], payload: Any) -> None:
+        """Call ``on_data`` in the reader; an awaitable it returns goes to the worker.
+
+        Handing the awaitable over (instead of awaiting it here) keeps what the queue
+        did before: the reader goes on reading until the queue is full, and every
+        later sample waits behind it, in order.
+        """
+        try:
+            result = callback(payload)
+        except ConnectionClosedError:
+            return
+        except Exception:
+            _LOGGER.exception("%s: handler failed", self.name)
+            return
+        if result is not None and inspect.isawaitable(result):
+            pending: Awaitable[Any] = result
+            if self.is_closed and inspect.iscoroutine(pending):
+                pending.close()  # nobody will await it
+                return
+            await self._queue_job(lambda: pending)
 
     async def _call_on_data(self, callback: Callable[[Any], Any], payload: Any) -> None:
         result = callback(payload)
         if inspect.isawaitable(result):
             await result
 
+    async def _queue_job(self, job: Callable[[], Awaitable[Any]]) -> None:
+        """Queue a handler call for the worker (started on first use)."""
+        if self._worker is None:
+            if self.is_closed:
+                return  # closing: the worker would be cancelled anyway
+            self._worker = self._spawn(self._work_loop(), "worker")
+        await self._work.put(job)
+
     async def _work_loop(self) -> None:
         """Run queued handler calls one at a time, in arrival order."""
         while True:
             job = await self._work.get()
+            self._worker_busy = True
             try:
                 await job()
             except ConnectionClosedError:
                 pass  # the session is closing; the reader reports why
             except Exception:
                 _LOGGER.exception("%s: handler failed", self.name)
+            finally:
+                self._worker_busy = False
 
     async def _handle_request(self, message: Message) -> None:
         """Call the handler for a peer request and send OK / ERROR."""

@@ -43,6 +43,7 @@ from .registry import DeviceState, now_ms
 from .socket_outbox import Outbox
 from .streams import Subscription
 from .ws_close import close_code, close_reason, frame_style
+from .ws_frames import frame_writer
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -79,8 +80,12 @@ class AppSocket:
 
     async def run(self) -> None:
         """Serve the socket until the client or the server closes it."""
+        writer = frame_writer(self.ws)
+        if writer is not None:
+            self.outbox.direct = writer.try_write
         self._sender = asyncio.get_running_loop().create_task(
-            self.outbox.run(self.ws.send_str), name=f"iotmp-ws-send {self.name}"
+            self.outbox.run(self.ws.send_str, writer.write_many if writer is not None else None),
+            name=f"iotmp-ws-send {self.name}",
         )
         try:
             handled = 0
@@ -163,7 +168,19 @@ class ResourceSocket(AppSocket):
         return {"resource": resource, "signal": "data", "payload": value}
 
     def _deliver(self, resource: str, value: Any) -> asyncio.Event | None:
-        return self.send(self.frame(resource, value))
+        if self.ws.closed:
+            return None
+        # Every subscriber of this device resource in this style gets the same text:
+        # encode it once per offer round (the hub empties the memo after each).
+        memo = self.manager.server.hub.frame_memo
+        key = (self.state.id, resource, self.frames)
+        entry = memo.get(key)
+        if entry is not None and entry[0] is value:
+            text: str = entry[1]
+        else:
+            text = dumps(self.frame(resource, value))
+            memo[key] = (value, text)
+        return self.outbox.put(text)
 
     def _fail(self, resource: str, message: str) -> None:
         if self.frames != "legacy" or self.fixed_resource is not None:

@@ -7,12 +7,18 @@ A client that stays congested for ``stall_timeout`` seconds gets no more
 back-pressure (one stalled client must not hold a shared device stream back
 forever), and one with ``max_frames`` queued is given up: ``on_overflow`` is
 called once (with one log line) and later frames are dropped.
+
+With a ``direct`` writer, a frame that finds nothing queued and nothing being
+sent is written at once, in the producer's call (no queue entry, no task switch);
+the sender task then only serves a backlog, and writes it in batches
+(``send_many``) when it can.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -22,6 +28,8 @@ _LOGGER = logging.getLogger(__name__)
 _LOG_LIMITER: Final = LogLimiter()
 
 STALL_TIMEOUT: Final = 5.0
+BATCH_FRAMES: Final = 256
+"""Most frames the sender hands to ``send_many`` at once."""
 
 
 class Outbox:
@@ -41,22 +49,30 @@ class Outbox:
         self.max_frames = max_frames
         self.stall_timeout = stall_timeout
         self._on_overflow = on_overflow
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._frames: deque[str] = deque()
+        self._queued = asyncio.Event()  # frames are waiting for the sender
         self._writable = asyncio.Event()
         self._writable.set()
         self._congested_since: float | None = None
+        self._sending = False
+        self.direct: Callable[[str], bool] | None = None
+        """Writes a frame at once and returns True, or returns False (then it queues)."""
         self.overflowed = False
 
     def empty(self) -> bool:
         """Whether every queued frame has been handed to the sender."""
-        return self._queue.empty()
+        return not self._frames
 
     def put(self, text: str) -> asyncio.Event | None:
         """Queue ``text``; returns an event to wait for when the client is behind."""
         if self.overflowed:
             return None
-        self._queue.put_nowait(text)
-        size = self._queue.qsize()
+        frames = self._frames
+        if not frames and not self._sending and self.direct is not None and self.direct(text):
+            return None
+        frames.append(text)
+        self._queued.set()
+        size = len(frames)
         if size > self.max_frames:
             self.overflowed = True
             _LOG_LIMITER.log(
@@ -79,21 +95,44 @@ class Outbox:
         self._writable.clear()
         return self._writable
 
-    async def run(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send queued frames with ``send`` until it raises (the socket is gone)."""
+    def _taken(self) -> None:
+        if len(self._frames) < self.high_water:
+            self._congested_since = None
+            self._writable.set()
+
+    async def run(
+        self,
+        send: Callable[[str], Awaitable[None]],
+        send_many: Callable[[list[str]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Send queued frames until sending raises (the socket is gone).
+
+        ``send`` sends one frame; ``send_many``, when given, several in one write.
+        """
+        frames = self._frames
         try:
             while True:
-                text = await self._queue.get()
-                if self._queue.qsize() < self.high_water:
-                    self._congested_since = None
-                    self._writable.set()
+                if not frames:
+                    self._queued.clear()
+                    await self._queued.wait()
+                    continue
+                self._sending = True
                 try:
-                    await send(text)
+                    if send_many is not None and len(frames) > 1:
+                        batch = [frames.popleft() for _ in range(min(len(frames), BATCH_FRAMES))]
+                        self._taken()
+                        await send_many(batch)
+                    else:
+                        text = frames.popleft()
+                        self._taken()
+                        await send(text)
                 except (ConnectionError, RuntimeError) as exc:
                     _LOGGER.debug("%s: send failed: %r", self.name, exc)
                     return
+                finally:
+                    self._sending = False
         finally:
             self._writable.set()  # never leave a producer waiting on a dead socket
 
 
-__all__ = ["STALL_TIMEOUT", "Outbox"]
+__all__ = ["BATCH_FRAMES", "STALL_TIMEOUT", "Outbox"]

@@ -10,6 +10,11 @@ and after a write both the device and the server's read-back report the new
 state, so the raw device stream carries repeats. The first sample after a
 (re)subscription is always delivered: it is the device's stream echo.
 
+Shared serialisation: while one value is offered to the subscribers, the hub's
+:attr:`StreamHub.frame_memo` holds what they encoded for it (e.g. the WebSocket
+frame text per frame style), so N subscribers of one resource cost one encode.
+It is emptied after each offer round.
+
 Back-pressure: a subscriber's ``deliver`` may return an :class:`asyncio.Event`
 (its client is behind); the device stream's next sample then waits until every
 such event is set, so the device session reads no further meanwhile instead of
@@ -317,13 +322,18 @@ class ResourceStream:
 
     def _dispatch(self, value: Any, *, echo: bool = False) -> list[asyncio.Event]:
         """Offer ``value`` to every subscriber; returns the events of those behind."""
-        now = self.hub.clock()
+        hub = self.hub
+        now = hub.clock()
         stream_ms = self.interval_ms or 0
         gates: list[asyncio.Event] = []
-        for sub in list(self.subscribers):
-            gate = sub.offer(value, now, stream_ms, echo=echo)
-            if gate is not None:
-                gates.append(gate)
+        subscribers = self.subscribers
+        try:
+            for sub in subscribers.copy():
+                gate = sub.offer(value, now, stream_ms, echo=echo)
+                if gate is not None:
+                    gates.append(gate)
+        finally:
+            hub.frame_memo.clear()
         return gates
 
 
@@ -356,6 +366,9 @@ class StreamHub:
         self._streams: dict[tuple[str, str], ResourceStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.device_streams_started = 0
+        self.frame_memo: dict[Any, tuple[Any, Any]] = {}
+        """key -> (value, what a subscriber made of it), valid during one offer round;
+        an entry counts only for the very same value object (``is``)."""
 
     def stream(self, device_id: str, resource: str) -> ResourceStream | None:
         """Return the shared stream of a device resource, if anyone subscribed."""
