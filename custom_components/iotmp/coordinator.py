@@ -228,6 +228,7 @@ class IotmpManager:
         self._refresh_event = asyncio.Event()
         self._pending_full = False
         self._pending_devices: set[str] = set()
+        self._pending_presence = False
         self._snapshot_lock = asyncio.Lock()
 
     @property
@@ -573,6 +574,22 @@ class IotmpManager:
         if not initial:
             await self._async_save_cache()
 
+    async def _async_presence_check(self) -> None:
+        """Bring every device's online state in line with the server's device list."""
+        async with self._snapshot_lock:
+            records = {record.device_id: record for record in await self.client.list_devices()}
+        for device_id, device in list(self.devices.items()):
+            record = records.get(device_id)
+            if record is None:
+                self._async_request_refresh()  # deleted meanwhile: a full snapshot removes it
+                continue
+            online = record.connected and record.enabled
+            if online and not device.connected:
+                self._async_request_refresh(device_id)
+            elif device.connected and not online:
+                device.connected = False
+                self._async_notify(device_id)
+
     async def _async_device_snapshot(self, device_id: str) -> None:
         """Re-describe one device (after its stream reconnected or it came online)."""
         async with self._snapshot_lock:
@@ -862,6 +879,11 @@ class IotmpManager:
         if not self._events_connected_once:
             self._events_connected_once = True
             if self.server_available:
+                # The setup snapshot was taken before this subscription existed: a
+                # device that went on- or offline in between told nobody. One list
+                # request finds it (no describes).
+                self._pending_presence = True
+                self._refresh_event.set()
                 return
         self._async_request_refresh()
 
@@ -905,10 +927,13 @@ class IotmpManager:
             self._refresh_event.clear()
             full, self._pending_full = self._pending_full, False
             devices, self._pending_devices = self._pending_devices, set()
+            presence, self._pending_presence = self._pending_presence, False
             try:
                 if full:
                     await self._async_full_snapshot()
                 else:
+                    if presence:
+                        await self._async_presence_check()
                     for device_id in devices:
                         await self._async_device_snapshot(device_id)
             except api_errors.IotmpAuthError:
@@ -917,6 +942,7 @@ class IotmpManager:
             except api_errors.IotmpApiError as err:
                 LOGGER.debug("Snapshot failed: %s", err)
                 self._pending_full |= full
+                self._pending_presence |= presence
                 self._pending_devices |= devices
                 if isinstance(err, api_errors.IotmpConnectionError):
                     # The server is unreachable: everything needs a fresh look.

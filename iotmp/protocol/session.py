@@ -442,9 +442,8 @@ class Session:
         self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizer: asyncio.Task[None] | None = None
-        self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(
-            maxsize=_WORK_QUEUE_SIZE
-        )
+        # Made with the worker, on the first queued job: an idle device needs neither.
+        self._work: asyncio.Queue[Callable[[], Awaitable[None]]] | None = None
         self._worker: asyncio.Task[Any] | None = None  # started with the first queued job
         self._worker_busy = False  # a queued job is running
 
@@ -1152,7 +1151,7 @@ class Session:
             callback = handle.on_data
             if callback is None:
                 handle._buffer_payload(payload)
-            elif self._worker_busy or not self._work.empty():
+            elif self._worker_busy or (self._work is not None and not self._work.empty()):
                 # Jobs are pending: queue behind them, arrival order is kept.
                 await self._queue_job(lambda: self._call_on_data(callback, payload))
             else:
@@ -1194,16 +1193,18 @@ class Session:
 
     async def _queue_job(self, job: Callable[[], Awaitable[Any]]) -> None:
         """Queue a handler call for the worker (started on first use)."""
-        if self._worker is None:
+        work = self._work
+        if work is None or self._worker is None:
             if self.is_closed:
                 return  # closing: the worker would be cancelled anyway
-            self._worker = self._spawn(self._work_loop(), "worker")
-        await self._work.put(job)
+            work = self._work = asyncio.Queue(maxsize=_WORK_QUEUE_SIZE)
+            self._worker = self._spawn(self._work_loop(work), "worker")
+        await work.put(job)
 
-    async def _work_loop(self) -> None:
+    async def _work_loop(self, work: asyncio.Queue[Callable[[], Awaitable[None]]]) -> None:
         """Run queued handler calls one at a time, in arrival order."""
         while True:
-            job = await self._work.get()
+            job = await work.get()
             self._worker_busy = True
             try:
                 await job()
