@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from _frames import frame_at
 
 from iotmp.protocol.codec import MessageDecoder, encode_message
 from iotmp.protocol.message import Message, MessageType
@@ -240,24 +241,12 @@ async def _tcp_subscriber(
     while data := await reader.read(65536):
         buf += data
         pos, end = 0, len(buf)
-        while pos + 2 <= end:
-            length, shift, cursor = 0, 0, pos + 1
-            while cursor < end:
-                byte = buf[cursor]
-                cursor += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
-            else:
-                break
-            if cursor + length > end:
-                break
-            body = bytes(buf[cursor : cursor + length])
+        while (frame := frame_at(buf, pos, end)) is not None:
+            start, pos = frame
+            body = bytes(buf[start:pos])
             if args.system == "mqtt":
                 body = body[2 + int.from_bytes(body[:2], "big") :]  # topic
             window.take(body)
-            pos = cursor + length
         del buf[:pos]
 
 

@@ -15,6 +15,8 @@ import resource
 import sys
 from typing import cast
 
+from _frames import frame_at
+
 
 class Relay:
     """Publisher index -> subscriber transport."""
@@ -50,22 +52,11 @@ class RelayProtocol(asyncio.Protocol):
                 return
         target = self.relay.subscribers.get(self.index)
         pos, end = 0, len(buf)
-        while pos + 2 <= end:
-            length, shift, cursor = 0, 0, pos + 1
-            while cursor < end:
-                byte = buf[cursor]
-                cursor += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
-            else:
-                break
-            if cursor + length > end:
-                break
+        while (frame := frame_at(buf, pos, end)) is not None:
+            _start, stop = frame
             if target is not None:
-                target.write(bytes(buf[pos : cursor + length]))
-            pos = cursor + length
+                target.write(bytes(buf[pos:stop]))
+            pos = stop
         del buf[:pos]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_commands import iotmp
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -35,19 +36,6 @@ def _env(home: Path, *, without_uvloop: bool = False) -> dict[str, str]:
         )
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")]))
     return env
-
-
-def _iotmp(
-    *args: str, env: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "iotmp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
 
 
 def _spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -114,7 +102,7 @@ def test_server_on_uvloop_serves_a_device_and_rest(home: Path) -> None:
         devices = _spawn("sim", "--demo", "--demo-file", str(demo_file), env=env)
         deadline = time.monotonic() + 30
         while True:
-            listed = _iotmp("read", "--demo-file", str(demo_file), "counter", "count", env=env)
+            listed = iotmp("read", "--demo-file", str(demo_file), "counter", "count", env=env)
             if listed.returncode == 0:
                 break
             assert time.monotonic() < deadline, listed.stderr
@@ -141,12 +129,12 @@ def test_server_on_asyncio_loop(home: Path) -> None:
 
 def test_uvloop_asked_for_but_missing_is_a_usage_error(home: Path) -> None:
     env = _env(home, without_uvloop=True)
-    result = _iotmp(*_server_args(home / "demo.json", "uvloop"), env=env)
+    result = iotmp(*_server_args(home / "demo.json", "uvloop"), env=env)
     assert result.returncode == 2
     assert "pip install 'iotmp[uvloop]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (home / "demo.json").exists()  # it stopped before starting anything
-    result = _iotmp("demo", "--loop", "uvloop", "--no-tls", "--no-mqtt", env=env)
+    result = iotmp("demo", "--loop", "uvloop", "--no-tls", "--no-mqtt", env=env)
     assert result.returncode == 2
     assert "pip install 'iotmp[uvloop]'" in result.stderr
 
