@@ -119,6 +119,13 @@ def _banner(
 
 async def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C / SIGTERM; returns the exit code."""
+    stop = asyncio.Event()
+    # From the start: a Ctrl-C during startup stops the demo once it is up, cleanly.
+    with stop_on_signals(stop):
+        return await _run(args, stop)
+
+
+async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
     server_args = argparse.Namespace(
         demo=True,
         config=None,
@@ -154,7 +161,6 @@ async def run(args: argparse.Namespace) -> int:
         )
         return ExitCode.REMOTE
     fleet = Fleet(devices)
-    stop = asyncio.Event()
     photocell = start_photocell(server)
     names = [d.device_id for d in devices] + (["photocell (MQTT)"] if photocell else [])
     try:
@@ -171,8 +177,7 @@ async def run(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
-        with stop_on_signals(stop):
-            await stop.wait()
+        await stop.wait()
     finally:
         print("stopping the demo", file=sys.stderr, flush=True)
         if photocell is not None:

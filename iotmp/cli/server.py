@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
 import sys
@@ -225,6 +224,15 @@ async def run(
     online each one traverses every session (about 0.5 s for 10,000 devices) and
     they ran every few hundred connections.
     """
+    if stop is not None:
+        return await _serve(args, stop, freeze_startup)
+    stop = asyncio.Event()
+    # From the start: a Ctrl-C during startup stops the server once it is up, cleanly.
+    with stop_on_signals(stop):
+        return await _serve(args, stop, freeze_startup)
+
+
+async def _serve(args: argparse.Namespace, stop: asyncio.Event, freeze_startup: bool) -> int:
     try:
         server, demo = await start_server(args)
     except (ConfigError, OSError) as exc:
@@ -250,14 +258,8 @@ async def run(
         gc.freeze()
         young, middle, _old = gc.get_threshold()
         gc.set_threshold(young, middle, SERVER_GC_THRESHOLD2)
-    if stop is None:
-        stop = asyncio.Event()
-        signals: contextlib.AbstractContextManager[None] = stop_on_signals(stop)
-    else:
-        signals = contextlib.nullcontext()
     try:
-        with signals:
-            await stop.wait()
+        await stop.wait()
     finally:
         _LOGGER.info("shutting down")
         if receiver is not None:
