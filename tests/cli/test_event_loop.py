@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_commands import iotmp
+from test_commands import iotmp, spawn
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -36,16 +35,6 @@ def _env(home: Path, *, without_uvloop: bool = False) -> dict[str, str]:
         )
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")]))
     return env
-
-
-def _spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "iotmp", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 # Ctrl-C before the server's signal handlers are in place ends it as KeyboardInterrupt.
@@ -94,12 +83,12 @@ def test_server_on_uvloop_serves_a_device_and_rest(home: Path) -> None:
     pytest.importorskip("uvloop")
     env = _env(home)
     demo_file = home / "demo.json"
-    server = _spawn(*_server_args(demo_file, "uvloop"), env=env)
+    server = spawn(*_server_args(demo_file, "uvloop"), env=env)
     devices = None
     try:
         document = _wait_for(demo_file, server)
         assert "version" in _version(document)
-        devices = _spawn("sim", "--demo", "--demo-file", str(demo_file), env=env)
+        devices = spawn("sim", "--demo", "--demo-file", str(demo_file), env=env)
         deadline = time.monotonic() + 30
         while True:
             listed = iotmp("read", "--demo-file", str(demo_file), "counter", "count", env=env)
@@ -118,7 +107,7 @@ def test_server_on_uvloop_serves_a_device_and_rest(home: Path) -> None:
 
 def test_server_on_asyncio_loop(home: Path) -> None:
     demo_file = home / "demo.json"
-    server = _spawn(*_server_args(demo_file, "asyncio"), env=_env(home))
+    server = spawn(*_server_args(demo_file, "asyncio"), env=_env(home))
     try:
         assert "version" in _version(_wait_for(demo_file, server))
     finally:
@@ -141,7 +130,7 @@ def test_uvloop_asked_for_but_missing_is_a_usage_error(home: Path) -> None:
 
 def test_auto_falls_back_to_asyncio_without_uvloop(home: Path) -> None:
     demo_file = home / "demo.json"
-    server = _spawn(*_server_args(demo_file, "auto"), env=_env(home, without_uvloop=True))
+    server = spawn(*_server_args(demo_file, "auto"), env=_env(home, without_uvloop=True))
     try:
         _wait_for(demo_file, server)
     finally:
