@@ -53,7 +53,8 @@ import contextlib
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -90,8 +91,14 @@ _WORK_QUEUE_SIZE: Final = 1000
 _TASK_STOP_TIMEOUT: Final = 5.0
 _YIELD_EVERY: Final = 64  # messages of one read handled before the reader yields to the loop
 _FEED_SLICE: Final = 4096  # bytes decoded at once: a big read of tiny messages is cut up
+# Push transports: reading pauses while the inbox holds more than _INBOX_HIGH bytes,
+# resumes at _INBOX_LOW (what asyncio's StreamReader allows: 2 x 64 KiB).
+_INBOX_HIGH: Final = 128 * 1024
+_INBOX_LOW: Final = 64 * 1024
 
 _KEEP_ALIVE_MESSAGE: Final = Message(MessageType.KEEP_ALIVE)
+_STREAM_DATA: Final = int(MessageType.STREAM_DATA)
+_PAYLOAD: Final = int(Field.PAYLOAD)
 
 
 class Role(StrEnum):
@@ -439,6 +446,14 @@ class Session:
 
         self._decoder = MessageDecoder(self.config.limits)
         self._backlog: list[Message] = []  # decoded during the handshake, not yet dispatched
+        # Push transports (Transport.pushes): chunks arrive in data_received and are
+        # handled there; a reader task exists only while some work must be awaited,
+        # and the chunks that arrive meanwhile wait in the inbox, in order.
+        self._reader: asyncio.Task[None] | None = None
+        self._inbox: deque[bytes] | None = None
+        self._inbox_bytes = 0
+        self._reading_paused = False
+        self._eof = False
         self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizer: asyncio.Task[None] | None = None
@@ -986,7 +1001,14 @@ class Session:
     def _start(self) -> None:
         """Start the background tasks once the handshake succeeded."""
         self._last_rx = self._loop.time()
-        self._spawn(self._read_loop(), "reader")
+        transport = self.transport
+        if transport.pushes:
+            if self._backlog:
+                backlog, self._backlog = self._backlog, []
+                self._start_reader(None, backlog)
+            transport.attach_receiver(self)  # may deliver what it holds already, in order
+        else:
+            self._spawn(self._read_loop(), "reader")
         if self.role is Role.CLIENT:
             self._spawn(self._client_keep_alive_loop(), "keep-alive")
         else:
@@ -1064,8 +1086,30 @@ class Session:
 
     async def _handle_bytes(self, data: bytes | memoryview) -> str | None:
         """Decode and dispatch a slice of received bytes; returns a close reason or None."""
+        messages = self._decode(data)
+        if isinstance(messages, str):
+            return messages
+        if messages and self._over_rate(len(messages)):
+            return "message rate limit exceeded"
+        for index, message in enumerate(messages, 1):
+            if message.type == _STREAM_DATA:
+                # The hot path, handled without a coroutine per message; only when
+                # a job must be queued is there anything to await.
+                pending = self._stream_data_now(message)
+                if pending is not None:
+                    await pending
+            else:
+                await self._dispatch(message)
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if self.is_closed:
+                break
+        return None
+
+    def _decode(self, data: bytes | memoryview) -> list[Message] | str:
+        """Decode a slice of received bytes: the messages, or a close reason."""
         try:
-            messages = self._decoder.feed(data)
+            return self._decoder.feed(data)
         except ProtocolError as exc:
             _LOG_LIMITER.log(
                 _LOGGER,
@@ -1076,25 +1120,127 @@ class Session:
                 exc,
             )
             return f"protocol error: {exc}"
+
+    def _over_rate(self, count: int) -> bool:
+        """Take ``count`` messages from the receive budget; True (logged) when over it."""
         budget = self._rx_budget
-        if budget is not None and messages and not budget.take(len(messages)):
-            _LOG_LIMITER.log(
-                _LOGGER,
-                logging.WARNING,
-                "message rate",
-                "%s: more than %g messages/s (burst %d); closing",
-                self.name,
-                budget.rate,
-                budget.burst,
-            )
-            return "message rate limit exceeded"
-        for index, message in enumerate(messages, 1):
-            await self._dispatch(message)
-            if index % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            if self.is_closed:
-                break
-        return None
+        if budget is None or budget.take(count):
+            return False
+        _LOG_LIMITER.log(
+            _LOGGER,
+            logging.WARNING,
+            "message rate",
+            "%s: more than %g messages/s (burst %d); closing",
+            self.name,
+            budget.rate,
+            budget.burst,
+        )
+        return True
+
+    # ----------------------------------------------- push transports (receiver)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from a push transport (:meth:`Transport.attach_receiver`).
+
+        Handled here, in the transport's callback, when no reader task is behind:
+        samples go to their ``on_data`` without a task switch. Anything that must
+        be awaited (a request for the worker, a reply to send, a full work queue)
+        starts the reader task with the rest; until it is done, later chunks wait
+        in the inbox and reading pauses once it holds ``_INBOX_HIGH`` bytes.
+        """
+        if self.close_reason is not None:
+            return
+        self._last_rx = self._loop.time()
+        if self._reader is not None or len(data) > _FEED_SLICE:
+            self._to_inbox(data)
+            return
+        messages = self._decode(data)
+        if isinstance(messages, str):
+            self._request_close(messages)
+            return
+        if not messages:
+            return
+        if self._over_rate(len(messages)):
+            self._request_close("message rate limit exceeded")
+            return
+        for index, message in enumerate(messages):
+            if index == _YIELD_EVERY:
+                self._start_reader(None, messages[index:])  # the reader yields between them
+                return
+            if message.type != _STREAM_DATA:
+                self._start_reader(None, messages[index:])
+                return
+            pending = self._stream_data_now(message)
+            if pending is not None:
+                self._start_reader(pending, messages[index + 1 :])
+                return
+
+    def eof_received(self) -> None:
+        """Take note that the push transport's connection ended (EOF, reset or closed)."""
+        self._eof = True  # a running reader closes once it has handled the inbox
+        if self._reader is None:
+            self._request_close("connection closed by peer")
+
+    def _to_inbox(self, data: bytes) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        inbox.append(data)
+        self._inbox_bytes += len(data)
+        if self._inbox_bytes > _INBOX_HIGH and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        if self._reader is None:
+            self._start_reader(None, [])
+
+    def _start_reader(
+        self, pending: Coroutine[Any, Any, None] | None, messages: list[Message]
+    ) -> None:
+        if self.close_reason is not None:
+            if pending is not None:
+                pending.close()
+            return
+        self._reader = self._spawn(self._push_reader(pending, messages), "reader")
+
+    async def _push_reader(
+        self, pending: Coroutine[Any, Any, None] | None, messages: list[Message]
+    ) -> None:
+        """Finish what :meth:`data_received` could not, then the inbox; ends when idle."""
+        reason: str | None = None
+        try:
+            if pending is not None:
+                await pending
+            for index, message in enumerate(messages, 1):
+                if self.is_closed:
+                    return
+                await self._dispatch(message)
+                if index % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            while reason is None and not self.is_closed:
+                inbox = self._inbox
+                if inbox:
+                    data = inbox.popleft()
+                    self._inbox_bytes -= len(data)
+                    if self._reading_paused and self._inbox_bytes <= _INBOX_LOW:
+                        self._reading_paused = False
+                        self.transport.resume_reading()
+                    reason = await self._handle_read(data)
+                    del data
+                elif self._eof:
+                    reason = "connection closed by peer"
+                else:  # all done: the next chunk is handled in data_received again
+                    self._inbox = None  # an idle device keeps no deque
+                    break
+        except ConnectionClosedError:
+            reason = "write failed"
+        except Exception:
+            _LOGGER.exception("%s: reader failed", self.name)
+            reason = "internal error"
+        finally:
+            if self._reader is asyncio.current_task():
+                self._reader = None
+        if reason is not None:
+            self._request_close(reason)
 
     async def _dispatch(self, message: Message) -> None:
         """Route one received message (runs in the reader task)."""
@@ -1143,48 +1289,55 @@ class Session:
             _LOGGER.debug("%s: %s ignored", self.name, message.type_name)
 
     async def _dispatch_stream_data(self, message: Message) -> None:
+        pending = self._stream_data_now(message)
+        if pending is not None:
+            await pending
+
+    def _stream_data_now(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Deliver one STREAM_DATA; returns the queueing still to be awaited, if any."""
         stream_id = message.stream_id
         handle = self._streams.get(stream_id)
         if handle is not None:
             handle.last_message = message
-            payload = None if message.payload is ABSENT else message.payload
+            payload = message.fields.get(_PAYLOAD)
             callback = handle.on_data
             if callback is None:
                 handle._buffer_payload(payload)
-            elif self._worker_busy or (self._work is not None and not self._work.empty()):
+                return None
+            if self._worker_busy or (self._work is not None and not self._work.empty()):
                 # Jobs are pending: queue behind them, arrival order is kept.
-                await self._queue_job(lambda: self._call_on_data(callback, payload))
-            else:
-                # Nothing pending (the usual case): call it here, in the reader,
-                # without a queue entry, a closure and a task switch per sample.
-                await self._call_on_data_now(callback, payload)
-            return
+                return self._queue_job(lambda: self._call_on_data(callback, payload))
+            # Nothing pending (the usual case): call it here, in the reader,
+            # without a queue entry, a closure and a task switch per sample.
+            return self._call_on_data_now(callback, payload)
         stream = self._incoming.get(stream_id)
         if stream is not None:
-            await self._queue_job(lambda: self.handler.on_stream_data(stream, message))
-        else:
-            await self._queue_job(lambda: self.handler.on_unknown_stream_data(self, message))
+            return self._queue_job(lambda: self.handler.on_stream_data(stream, message))
+        return self._queue_job(lambda: self.handler.on_unknown_stream_data(self, message))
 
-    async def _call_on_data_now(self, callback: Callable[[Any], Any], payload: Any) -> None:
+    def _call_on_data_now(
+        self, callback: Callable[[Any], Any], payload: Any
+    ) -> Coroutine[Any, Any, None] | None:
         """Call ``on_data`` in the reader; an awaitable it returns goes to the worker.
 
         Handing the awaitable over (instead of awaiting it here) keeps what the queue
         did before: the reader goes on reading until the queue is full, and every
-        later sample waits behind it, in order.
+        later sample waits behind it, in order. Returns that queueing, to be awaited.
         """
         try:
             result = callback(payload)
         except ConnectionClosedError:
-            return
+            return None
         except Exception:
             _LOGGER.exception("%s: handler failed", self.name)
-            return
-        if result is not None and inspect.isawaitable(result):
-            pending: Awaitable[Any] = result
-            if self.is_closed and inspect.iscoroutine(pending):
-                pending.close()  # nobody will await it
-                return
-            await self._queue_job(lambda: pending)
+            return None
+        if result is None or not inspect.isawaitable(result):
+            return None
+        pending: Awaitable[Any] = result
+        if self.is_closed and inspect.iscoroutine(pending):
+            pending.close()  # nobody will await it
+            return None
+        return self._queue_job(lambda: pending)
 
     async def _call_on_data(self, callback: Callable[[Any], Any], payload: Any) -> None:
         result = callback(payload)

@@ -30,7 +30,7 @@ import ssl
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -58,6 +58,16 @@ _READ_CHUNK: Final = 64 * 1024
 _CLOSE_TIMEOUT: Final = 5.0
 
 
+class Receiver(Protocol):
+    """What a push transport calls (:meth:`Transport.attach_receiver`); never blocks."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived (any size, never empty)."""
+
+    def eof_received(self) -> None:
+        """Take note that the connection ended; nothing more will arrive."""
+
+
 class Transport(ABC):
     """A bidirectional byte stream carrying IOTMP messages.
 
@@ -69,6 +79,9 @@ class Transport(ABC):
 
     kind: str = "?"
     """``"tcp"``, ``"tls"`` or ``"ws"`` (``"wss"`` for WebSocket over TLS)."""
+    pushes: bool = False
+    """Whether :meth:`attach_receiver` is supported: the transport then calls the
+    receiver as bytes arrive, and nobody needs to wait in :meth:`read`."""
     rx_bytes: int = 0
     """Bytes returned by :meth:`read` so far (IOTMP bytes: no TLS or WebSocket framing)."""
     tx_bytes: int = 0
@@ -95,6 +108,22 @@ class Transport(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close the connection (idempotent, never raises)."""
+
+    def attach_receiver(self, receiver: Receiver) -> None:
+        """From now on hand every chunk to ``receiver`` as it arrives (``pushes`` only).
+
+        Chunks held already are delivered at once, in order; the end of the
+        connection (EOF, reset or close) is reported once with ``eof_received``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not push")
+
+    def pause_reading(self) -> None:
+        """Stop taking bytes from the peer until :meth:`resume_reading` (``pushes`` only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not push")
+
+    def resume_reading(self) -> None:
+        """Take bytes from the peer again after :meth:`pause_reading`."""
+        raise NotImplementedError(f"{type(self).__name__} does not push")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind} {self.peer}>"
@@ -539,6 +568,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "WEBSOCKET_PATH",
     "WEBSOCKET_PROTOCOL",
+    "Receiver",
     "StreamTransport",
     "Transport",
     "WebSocketTransport",
