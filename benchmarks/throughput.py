@@ -172,6 +172,7 @@ class Sample:
     p99_ms: float
     gc_share: float | None = None
     gc_max_ms: float | None = None
+    gc_max_cpu_ms: float | None = None
     gc_collections: list[int] | None = None
     server_cores: float = 0.0
 
@@ -235,6 +236,7 @@ class Bench:
         if gc:
             sample.gc_share = gc["gc_s"] / cpu if cpu else 0.0
             sample.gc_max_ms = gc["gc_max_pause_s"] * 1000
+            sample.gc_max_cpu_ms = gc.get("gc_max_pause_cpu_s", math.nan) * 1000
             sample.gc_collections = gc["collections"]
         _drain(sub, 1.0 if rate else 5.0)
         return sample
@@ -276,7 +278,7 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
         "p99 ms",
         "server cores",
         "GC % CPU",
-        "GC max pause ms",
+        "GC max pause ms (wall / CPU)",
     ]
     rows = []
     for rate in rates:
@@ -292,6 +294,7 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
                 ]
             gc_share = [100 * s.gc_share for s in samples if s.gc_share is not None]
             gc_max = [s.gc_max_ms for s in samples if s.gc_max_ms is not None]
+            gc_max_cpu = [s.gc_max_cpu_ms for s in samples if s.gc_max_cpu_ms is not None]
             rows.append(
                 [
                     system,
@@ -304,7 +307,7 @@ def report(results: Results, systems: list[str], rates: list[int], markdown: boo
                     _fmt([s.p99_ms for s in samples], ".1f"),
                     _fmt([s.server_cores for s in samples], ".2f"),
                     _fmt(gc_share, ".1f") if gc_share else "-",
-                    f"{max(gc_max):.1f}" if gc_max else "-",
+                    f"{max(gc_max):.1f} / {max(gc_max_cpu):.1f}" if gc_max else "-",
                 ]
             )
     if markdown:
