@@ -1,9 +1,10 @@
 """Alembic migrations, run programmatically on the async engine at start.
 
-Alembic (with mako and pygments, about 110 modules that would stay loaded in the
-server process) is imported only when there is something to migrate: at a start on
-a database already at the newest shipped revision, :func:`ensure_current` reads the
-``alembic_version`` table with plain SQLAlchemy and stops there.
+Alembic (with mako, pygments and the parts of SQLAlchemy it uses: 145 modules and
+about 10 MiB that would stay in the server process, docs/benchmarks.md) is imported
+only when there is something to migrate: at a start on a database already at the
+newest shipped revision, :func:`ensure_current` reads the ``alembic_version`` table
+with plain SQLAlchemy and stops there.
 """
 
 from __future__ import annotations
