@@ -94,7 +94,7 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
         packages = collections.Counter(name.split(".")[0] for name in sys.modules)
         Path(gc_file + ".modules").write_text(
             f"{len(sys.modules)} modules\n"
-            + "".join(f"{count:8d}  {name}\n" for name, count in packages.most_common(15)),
+            + "".join(f"{count:8d}  {name}\n" for name, count in packages.most_common()),
             encoding="utf-8",
         )
         gc.set_debug(gc.DEBUG_SAVEALL)  # what the full collection finds: cyclic garbage

@@ -1,7 +1,8 @@
 """Persistent storage of what users create: SQLite by default, PostgreSQL by URL.
 
 One schema (:mod:`.schema`, SQLAlchemy Core) behind async engines (aiosqlite,
-asyncpg); Alembic migrations shipped in ``migrations/`` run at start.
+asyncpg); Alembic migrations shipped in ``migrations/`` run at start (alembic is
+imported only when the database is not at the newest revision).
 
 Modules: :mod:`.records` (plain records), :mod:`.hashing` (credential hashes),
 :mod:`.engine` (URLs, engines), :mod:`.migrate` (Alembic), :mod:`.repository`

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import schema
 from .engine import StorageConfigError, create_engine, quiet_driver_logs, redacted
-from .migrate import upgrade
+from .migrate import ensure_current
 from .records import AlreadyExistsError, Revocation, StoredDevice, StoredToken, StoredUser
 
 
@@ -37,7 +37,7 @@ class Storage:
         except (SQLAlchemyError, OSError, ImportError) as exc:
             raise StorageConfigError(f"cannot use database {redacted(url)}: {exc}") from exc
         try:
-            await upgrade(engine)
+            await ensure_current(engine)
         except BaseException as exc:
             await engine.dispose()
             if isinstance(exc, SQLAlchemyError | OSError):
