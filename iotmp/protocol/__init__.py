@@ -65,18 +65,20 @@ from .session import (
     StreamHandle,
 )
 from .transport import (
+    ProtocolTransport,
     Transport,
     WebSocketTransport,
     accept_websocket,
     open_tcp,
     open_websocket,
-    server_transport,
+    start_tcp_server,
     websocket_handler,
 )
 
 __all__ += [
     "ConnectInfo",
     "IncomingStream",
+    "ProtocolTransport",
     "Reply",
     "Request",
     "RequestHandler",
@@ -92,6 +94,6 @@ __all__ += [
     "open_tcp",
     "open_websocket",
     "parse_server_resource",
-    "server_transport",
+    "start_tcp_server",
     "websocket_handler",
 ]

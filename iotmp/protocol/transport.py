@@ -10,8 +10,9 @@ Client side:
     * :func:`open_websocket` -- ``ws://`` / ``wss://`` with subprotocol ``iotmp``.
 
 Server side:
-    * :func:`server_transport` -- wraps the ``(reader, writer)`` pair that
-      :func:`asyncio.start_server` hands to its callback (TCP or TLS).
+    * :func:`start_tcp_server` -- listen over TCP or TLS; one handler task per
+      connection. :class:`ProtocolTransport` is also the protocol to give
+      ``loop.create_server`` directly (the server's device listeners do).
     * :func:`accept_websocket` / :func:`websocket_handler` -- an aiohttp route
       handler for ``/iotmp``. Reference devices put IOTMP bytes into TEXT
       frames (reference-device observation 13), so text frames whose bytes are
@@ -30,7 +31,7 @@ import ssl
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import aiohttp
 from aiohttp import web
@@ -54,7 +55,8 @@ DEFAULT_CONNECT_TIMEOUT: Final = 15.0
 """Seconds allowed for a transport to come up ([Linux] uses 15 s)."""
 DEFAULT_WS_MAX_FRAME: Final = 1024 * 1024
 """Largest WebSocket message accepted; IOTMP limits are enforced by the session."""
-_READ_CHUNK: Final = 64 * 1024
+READ_LIMIT: Final = 64 * 1024
+"""Unread bytes a TCP/TLS transport queues before it stops reading its socket."""
 _CLOSE_TIMEOUT: Final = 5.0
 
 
@@ -77,6 +79,8 @@ class Transport(ABC):
     ``close`` is idempotent and never raises.
     """
 
+    __slots__ = ()  # (subclasses may use slots; the defaults below are class attributes)
+
     kind: str = "?"
     """``"tcp"``, ``"tls"`` or ``"ws"`` (``"wss"`` for WebSocket over TLS)."""
     pushes: bool = False
@@ -98,8 +102,12 @@ class Transport(ABC):
         """True once the transport is closed or closing."""
 
     @abstractmethod
-    async def read(self) -> bytes:
-        """Next chunk of received bytes; ``b""`` at end of stream."""
+    def read(self) -> Awaitable[bytes]:
+        """Next chunk of received bytes; ``b""`` at end of stream.
+
+        Await the result at once (one read at a time); a subclass may return a
+        future instead of a coroutine.
+        """
 
     @abstractmethod
     async def write(self, data: bytes) -> None:
@@ -130,7 +138,7 @@ class Transport(ABC):
 
 
 # ---------------------------------------------------------------------------
-# TCP / TLS over asyncio streams
+# TCP / TLS: the transport is its own asyncio protocol
 # ---------------------------------------------------------------------------
 
 
@@ -143,11 +151,11 @@ def _format_peer(address: Any) -> str:
     return str(address) if address else "?"
 
 
-def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
     # IOTMP sends many tiny messages (an OK followed at once by a stream echo);
     # with Nagle they arrive ~40 ms apart (observation 12). asyncio usually
     # sets this already; doing it again is harmless.
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -155,16 +163,144 @@ def _set_nodelay(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class StreamTransport(Transport):
-    """TCP or TLS transport over an asyncio ``StreamReader``/``StreamWriter`` pair."""
+class ProtocolTransport(Transport, asyncio.Protocol):
+    """TCP or TLS transport that is itself the connection's :class:`asyncio.Protocol`.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._closed = False
-        self.kind = "tls" if writer.get_extra_info("ssl_object") is not None else "tcp"
-        self._peer = _format_peer(writer.get_extra_info("peername"))
-        _set_nodelay(writer)
+    One small object per connection instead of a ``StreamReader``,
+    ``StreamWriter`` and their protocol: a received chunk is kept as the
+    ``bytes`` object the event loop made (no copy) and handed to the one
+    pending :meth:`read`, whose future it completes. While more than
+    :data:`READ_LIMIT` bytes are waiting unread, the socket is not read (the
+    peer then waits on TCP flow control); :meth:`read` resumes it. :meth:`write`
+    hands bytes to the event loop and waits only while the loop has paused
+    writing (its buffer above the high-water mark).
+
+    Made by the event loop's protocol factory (``loop.create_server`` /
+    ``loop.create_connection``), or handed a TLS connection by
+    :class:`iotmp.server.tls.TlsAcceptor`. ``on_connected(self)`` is called
+    once the connection is made. Works on uvloop (whose transports are not
+    :class:`asyncio.Transport` subclasses).
+    """
+
+    # Slots: a server holds one of these per idle device.
+    __slots__ = (
+        "_chunks",
+        "_close_waiter",
+        "_closed",
+        "_drain_waiters",
+        "_eof",
+        "_loop",
+        "_lost",
+        "_on_connected",
+        "_peer",
+        "_queued",
+        "_read_paused",
+        "_reader",
+        "_transport",
+        "_write_paused",
+        "kind",
+        "rx_bytes",
+        "tx_bytes",
+    )
+
+    def __init__(self, on_connected: Callable[[ProtocolTransport], object] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_connected = on_connected
+        self._transport: asyncio.Transport | None = None
+        self._peer = "?"
+        self.kind = "tcp"
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self._chunks: list[bytes] = []  # received, not yet read
+        self._queued = 0  # bytes in _chunks
+        self._reader: asyncio.Future[bytes] | None = None  # the pending read
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._close_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._write_paused = False
+        self._eof = False  # no more bytes will arrive
+        self._lost = False  # connection_lost was called
+        self._closed = False  # close() was called
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    @override
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance.
+        self._transport = cast(asyncio.Transport, transport)
+        self.kind = "tls" if transport.get_extra_info("ssl_object") is not None else "tcp"
+        self._peer = _format_peer(transport.get_extra_info("peername"))
+        _set_nodelay(transport)
+        callback = self._on_connected
+        if callback is not None:
+            self._on_connected = None  # nothing kept for the life of the connection
+            callback(self)
+
+    @override
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # nobody will read it
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():  # (cancelled: its task gave up waiting)
+                self.rx_bytes += len(data)
+                reader.set_result(data)
+                return
+        self._chunks.append(data)
+        self._queued += len(data)
+        if self._queued > READ_LIMIT and not self._read_paused and self._transport is not None:
+            # A peer that sends faster than the session reads waits on TCP instead
+            # of filling our memory.
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    @override
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake_reader()
+        # Like asyncio streams: over TCP the sending side stays open until close();
+        # over TLS the return value is ignored (and warned about when true).
+        return self.kind == "tcp"
+
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            # A reset or TLS failure is just "the stream ended" for the session.
+            _LOGGER.debug("%s: connection lost: %r", self._peer, exc)
+        self._eof = self._lost = True
+        self._read_paused = False
+        self._wake_reader()
+        self._wake_writers()
+        waiter = self._close_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @override
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    @override
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(b"")  # (a waiting reader means nothing is queued)
+
+    def _wake_writers(self) -> None:
+        waiters = self._drain_waiters
+        if waiters is not None:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # -- Transport ---------------------------------------------------------------------
 
     @property
     @override
@@ -174,51 +310,139 @@ class StreamTransport(Transport):
     @property
     @override
     def is_closing(self) -> bool:
-        return self._closed or self._writer.is_closing()
+        transport = self._transport
+        return self._closed or self._lost or transport is None or transport.is_closing()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes received and not read yet (bounded: reading pauses above :data:`READ_LIMIT`)."""
+        return self._queued
 
     @override
-    async def read(self) -> bytes:
-        if self._closed:
-            return b""
-        try:
-            data = await self._reader.read(_READ_CHUNK)
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-            # A reset or TLS failure is just "the stream ended" for the session.
-            _LOGGER.debug("%s: read failed: %r", self._peer, exc)
-            return b""
+    def read(self) -> asyncio.Future[bytes]:
+        """Next chunk of received bytes (``b""`` at end of stream), as a future to await.
+
+        A future rather than a coroutine: an idle connection's reader then waits
+        on one future, with no coroutine frame of ours. One read at a time.
+        """
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        if self._chunks:
+            future.set_result(self._take())
+        elif self._eof or self._closed:
+            future.set_result(b"")
+        elif self._reader is not None and not self._reader.done():
+            raise RuntimeError(f"{self._peer}: read() while another read is waiting")
+        else:
+            self._reader = future
+        return future
+
+    def _take(self) -> bytes:
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._queued = 0
         self.rx_bytes += len(data)
+        if self._read_paused:
+            self._read_paused = False
+            transport = self._transport
+            if transport is not None and not self._lost:
+                transport.resume_reading()
         return data
 
     @override
     async def write(self, data: bytes) -> None:
-        if self.is_closing:
+        transport = self._transport
+        if self._closed or self._lost or transport is None or transport.is_closing():
             raise ConnectionClosedError(f"{self._peer}: transport is closed")
         try:
-            self._writer.write(data)
-            await self._writer.drain()
+            transport.write(data)
         except (OSError, ssl.SSLError, RuntimeError) as exc:
             raise ConnectionClosedError(f"{self._peer}: write failed: {exc!r}") from exc
+        if self._write_paused:
+            await self._writable()
         self.tx_bytes += len(data)
+
+    async def _writable(self) -> None:
+        """Wait until the event loop resumes writing; raises if the connection ends first."""
+        while self._write_paused and not (self._closed or self._lost):
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters = self._drain_waiters
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)  # (cancelled: do not keep it)
+        if self._closed or self._lost:
+            raise ConnectionClosedError(f"{self._peer}: connection closed while writing")
 
     @override
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            self._writer.close()
+        self._chunks.clear()
+        self._queued = 0
+        self._wake_reader()
+        self._wake_writers()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._close_waiter = waiter
         try:
-            # TLS shutdown can wait for a peer that never answers; do not hang.
+            if self._read_paused:
+                # Unread bytes are dropped from now on; a TLS shutdown needs to read.
+                self._read_paused = False
+                transport.resume_reading()
+            transport.close()
+            # A peer that never reads (or never answers the TLS shutdown) must not
+            # hold us: abort after _CLOSE_TIMEOUT.
             async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await self._writer.wait_closed()
+                await waiter
         except (TimeoutError, OSError, ssl.SSLError, RuntimeError):
             with contextlib.suppress(Exception):
-                self._writer.transport.abort()
+                transport.abort()
+        finally:
+            self._close_waiter = None
 
 
-def server_transport(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> StreamTransport:
-    """Wrap a connection accepted by :func:`asyncio.start_server` (TCP or TLS)."""
-    return StreamTransport(reader, writer)
+async def start_tcp_server(
+    on_connection: Callable[[ProtocolTransport], Awaitable[None]],
+    host: str | None,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    **kwargs: Any,
+) -> asyncio.Server:
+    """Listen for IOTMP over TCP (TLS when ``ssl_context`` is given).
+
+    ``on_connection(transport)`` runs as a task for each accepted connection;
+    the transport is closed when it returns or raises. ``kwargs`` go to
+    ``loop.create_server``. (The server's device listeners use
+    :class:`ProtocolTransport` directly, so that an idle device holds no task.)
+    """
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(transport: ProtocolTransport) -> None:
+        try:
+            await on_connection(transport)
+        except Exception:
+            _LOGGER.exception("%s: connection handler failed", transport.peer)
+        finally:
+            await transport.close()
+
+    def connected(transport: ProtocolTransport) -> None:
+        task = asyncio.get_running_loop().create_task(run(transport))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: ProtocolTransport(connected), host, port, ssl=ssl_context, **kwargs
+    )
 
 
 async def open_tcp(
@@ -228,7 +452,7 @@ async def open_tcp(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
-) -> StreamTransport:
+) -> ProtocolTransport:
     """Connect to an IOTMP server over TCP, or TLS when ``ssl_context`` is given.
 
     ``server_hostname`` overrides the name checked against the certificate
@@ -240,12 +464,13 @@ async def open_tcp(
         kwargs["ssl"] = ssl_context
         if server_hostname is not None:
             kwargs["server_hostname"] = server_hostname
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, **kwargs)
+            _, transport = await loop.create_connection(ProtocolTransport, host, port, **kwargs)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc!r}") from exc
-    return StreamTransport(reader, writer)
+    return transport
 
 
 def client_ssl_context(*, verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
@@ -566,10 +791,11 @@ def websocket_handler(
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "READ_LIMIT",
     "WEBSOCKET_PATH",
     "WEBSOCKET_PROTOCOL",
+    "ProtocolTransport",
     "Receiver",
-    "StreamTransport",
     "Transport",
     "WebSocketTransport",
     "accept_websocket",
@@ -578,6 +804,6 @@ __all__ = [
     "open_tcp",
     "open_websocket",
     "server_ssl_context",
-    "server_transport",
+    "start_tcp_server",
     "websocket_handler",
 ]

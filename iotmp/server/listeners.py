@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -29,17 +29,17 @@ from iotmp.protocol.ratelimit import LogLimiter
 from iotmp.protocol.session import KEEP_ALIVE_TIMEOUT_FACTOR, Role, Session, SessionConfig
 from iotmp.protocol.transport import (
     WEBSOCKET_PROTOCOL,
+    ProtocolTransport,
     Transport,
     accept_websocket,
     server_ssl_context,
-    server_transport,
 )
 
 from .device_link import DeviceLink, peer_host
 from .limits import ConnectionCounter
 from .registry import DeviceState
 from .throttle import TooManyAttempts
-from .tls import format_peer, start_tls_stream
+from .tls import TlsAcceptor, format_peer
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -69,7 +69,7 @@ class DeviceGateway:
         self._pending: dict[str, Session] = {}
         self._session_configs: tuple[ServerConfig, SessionConfig] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()  # connections not yet attached
-        self._tls_context: ssl.SSLContext | None = None
+        self._tls_acceptor: TlsAcceptor | None = None
         limits = server.config.limits
         self._unauthenticated = ConnectionCounter(
             limits.unauthenticated_per_address, limits.unauthenticated_total
@@ -85,18 +85,24 @@ class DeviceGateway:
         """Open the TCP (and TLS) listeners."""
         config = self.server.config
         self.closing = False
+        loop = asyncio.get_running_loop()
         if config.tcp_port is not None:
-            self._tcp = await asyncio.start_server(
-                self._on_stream, config.host, config.tcp_port, reuse_address=True
+            self._tcp = await loop.create_server(
+                self._new_transport, config.host, config.tcp_port, reuse_address=True
             )
         if config.tls_enabled:
             assert config.tls_cert is not None and config.tls_port is not None
-            self._tls_context = self.ssl_context or server_ssl_context(
-                config.tls_cert, config.tls_key
+            context = self.ssl_context or server_ssl_context(config.tls_cert, config.tls_key)
+            # Accepted in the clear, then the TLS handshake: failures get logged.
+            self._tls_acceptor = TlsAcceptor(
+                context,
+                self._new_transport,
+                report=self.server.handshake_log.failed,
+                what="tls",
+                handshake_timeout=config.limits.handshake_timeout,
             )
-            # Accepted in the clear, TLS started by _on_tls_stream: failures get logged.
-            self._tls = await asyncio.start_server(
-                self._on_tls_stream, config.host, config.tls_port, reuse_address=True
+            self._tls = await loop.create_server(
+                self._tls_acceptor, config.host, config.tls_port, reuse_address=True
             )
 
     @staticmethod
@@ -121,6 +127,8 @@ class DeviceGateway:
         for listener in (self._tcp, self._tls):
             if listener is not None:
                 listener.close()
+        if self._tls_acceptor is not None:
+            self._tls_acceptor.cancel()
         sessions = list(self._sessions)
         await asyncio.gather(
             *(s.close("server shutting down") for s in sessions), return_exceptions=True
@@ -134,35 +142,19 @@ class DeviceGateway:
                         await listener.wait_closed()
         self._tcp = self._tls = None
 
-    # The listeners' callbacks are plain functions that start a task of ours: for a
-    # coroutine callback asyncio's stream protocol keeps the finished task (and its
-    # coroutine and context) for the whole life of the connection.
+    # Each device connection is one ProtocolTransport (its own asyncio protocol). Once
+    # connected it starts a handshake task of ours, which ends when the device is
+    # attached: an idle device then holds no task or coroutine but its session's reader.
 
-    def _on_tls_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._start_handshake(self._open_tls_stream(reader, writer))
+    def _new_transport(self) -> ProtocolTransport:
+        return ProtocolTransport(self._on_connection)
 
-    def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._start_handshake(self._open_stream(reader, writer))
-
-    def _start_handshake(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _on_connection(self, transport: ProtocolTransport) -> None:
+        task = asyncio.get_running_loop().create_task(self._open_connection(transport))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def _open_tls_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        report = self.server.handshake_log.failed
-        assert self._tls_context is not None
-        if await start_tls_stream(
-            writer, self._tls_context, report, timeout=self.server.config.limits.handshake_timeout
-        ):
-            await self._open_stream(reader, writer)
-
-    async def _open_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        transport = server_transport(reader, writer)
+    async def _open_connection(self, transport: ProtocolTransport) -> None:
         try:
             session = await self.open(transport)
         except Exception:
@@ -170,8 +162,7 @@ class DeviceGateway:
             session = None
         if session is None:
             await transport.close()
-        # Else the session runs on in its own tasks and cleans up when it closes: this
-        # task ends here, so an idle device holds no coroutine stack.
+        # Else the session runs on in its own tasks and cleans up when it closes.
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/iotmp`` (devices over WebSocket)."""

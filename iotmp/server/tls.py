@@ -9,14 +9,13 @@ connection is accepted in the clear and the handshake is run explicitly
 
 * :class:`HttpsSite` -- an aiohttp site serving the API (REST, app WebSockets,
   ``wss://.../iotmp``) over TLS.
-* :func:`start_tls_stream` -- the same for an :func:`asyncio.start_server`
-  connection (the device TLS port).
+* :class:`TlsAcceptor` -- the protocol factory behind it, also used for the
+  device TLS port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Any, cast
@@ -90,19 +89,91 @@ class _Relay(asyncio.Protocol):
             target.connection_lost(exc)
 
 
-class _TlsAcceptor(asyncio.Protocol):
+class TlsAcceptor:
+    """The protocol factory of a listener whose connections start with a TLS handshake.
+
+    Give it to ``loop.create_server``: each plain TCP connection is held (not
+    read) while ``loop.start_tls`` runs the handshake in a task of its own; a
+    failure is reported with the client's address and the socket aborted.
+    Once secure, the connection goes to ``protocol_factory()`` (None: not
+    serving any more, the connection is aborted).
+    """
+
+    __slots__ = ("_context", "_factory", "_report", "_timeout", "_what", "pending")
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        protocol_factory: Callable[[], asyncio.Protocol | None],
+        *,
+        report: FailureReport,
+        what: str,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self._context = context
+        self._factory = protocol_factory
+        self._report = report
+        self._what = what  # what failed, for the report ("https", "tls")
+        self._timeout = handshake_timeout
+        self.pending: set[asyncio.Task[None]] = set()
+        """Handshakes in progress."""
+
+    def __call__(self) -> asyncio.Protocol:
+        """Make the protocol of a new connection (the ``loop.create_server`` factory)."""
+        return _Handshaking(self)
+
+    def cancel(self) -> None:
+        """Abandon the handshakes in progress (their sockets are aborted)."""
+        for task in list(self.pending):
+            task.cancel()
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        task = asyncio.get_running_loop().create_task(self.handshake(transport))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def handshake(self, transport: asyncio.Transport) -> None:
+        """Run the TLS handshake, then give the connection to the protocol factory's protocol."""
+        if transport.is_closing():  # gone before the handshake could start
+            return
+        address = format_peer(transport.get_extra_info("peername"))
+        relay = _Relay()
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                transport,
+                relay,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._timeout,
+            )
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: closed meanwhile
+            self._report(address, self._what, tls_failure(exc))
+            transport.abort()
+            return
+        target = self._factory() if tls is not None else None
+        if tls is None or target is None:
+            transport.abort()
+            return
+        relay.hand_over(target, tls)
+
+
+class _Handshaking(asyncio.Protocol):
     """A plain TCP connection whose first job is the TLS handshake."""
 
-    def __init__(self, site: HttpsSite) -> None:
-        self._site = site
+    __slots__ = ("_acceptor",)
+
+    def __init__(self, acceptor: TlsAcceptor) -> None:
+        self._acceptor = acceptor
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance.
         transport = cast(asyncio.Transport, base)
         transport.pause_reading()  # nothing may reach us: start_tls takes the bytes
-        task = asyncio.get_running_loop().create_task(self._site.handshake(transport))
-        self._site.pending.add(task)
-        task.add_done_callback(self._site.pending.discard)
+        self._acceptor._start(transport)
 
     def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
         pass
@@ -111,7 +182,7 @@ class _TlsAcceptor(asyncio.Protocol):
 class HttpsSite(web.BaseSite):
     """Serve an aiohttp runner over TLS on ``host:port``; failed handshakes are reported."""
 
-    __slots__ = ("_cls", "_context", "_host", "_port", "_report", "_timeout", "pending")
+    __slots__ = ("_acceptor", "_cls", "_host", "_port")
 
     def __init__(
         self,
@@ -128,10 +199,13 @@ class HttpsSite(web.BaseSite):
         self._cls = handler_cls
         self._host = host
         self._port = port
-        self._context = context
-        self._report = report
-        self._timeout = handshake_timeout
-        self.pending: set[asyncio.Task[None]] = set()
+        self._acceptor = TlsAcceptor(
+            context,
+            self._make_handler,
+            report=report,
+            what="https",
+            handshake_timeout=handshake_timeout,
+        )
 
     @property
     def name(self) -> str:
@@ -150,60 +224,18 @@ class HttpsSite(web.BaseSite):
         await super().start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _TlsAcceptor(self), self._host, self._port, reuse_address=True
+            self._acceptor, self._host, self._port, reuse_address=True
         )
 
     async def stop(self) -> None:
         """Stop listening; handshakes still running are abandoned."""
-        for task in list(self.pending):
-            task.cancel()
+        self._acceptor.cancel()
         await super().stop()
 
-    async def handshake(self, transport: asyncio.Transport) -> None:
-        """Run the TLS handshake, then give the connection to aiohttp."""
-        address = format_peer(transport.get_extra_info("peername"))
-        if transport.is_closing():  # gone before the handshake could start
-            return
-        relay = _Relay()
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(
-                transport,
-                relay,
-                self._context,
-                server_side=True,
-                ssl_handshake_timeout=self._timeout,
-            )
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
-        except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: closed meanwhile
-            self._report(address, "https", tls_failure(exc))
-            transport.abort()
-            return
-        if tls is None or self._runner.server is None:
-            transport.abort()
-            return
-        relay.hand_over(make_handler(self._runner, self._cls), tls)
+    def _make_handler(self) -> asyncio.Protocol | None:
+        if self._runner.server is None:  # stopped during the handshake
+            return None
+        return make_handler(self._runner, self._cls)
 
 
-async def start_tls_stream(
-    writer: asyncio.StreamWriter,
-    context: ssl.SSLContext,
-    report: FailureReport,
-    *,
-    timeout: float = HANDSHAKE_TIMEOUT,  # noqa: ASYNC109
-) -> bool:
-    """Upgrade an accepted plain connection to TLS; False (reported, closed) on failure."""
-    address = format_peer(writer.get_extra_info("peername"))
-    try:
-        await writer.start_tls(context, ssl_handshake_timeout=timeout)
-    except (OSError, TimeoutError, RuntimeError) as exc:
-        report(address, "tls", tls_failure(exc))
-        with contextlib.suppress(Exception):
-            writer.transport.abort()
-        return False
-    return True
-
-
-__all__ = ["HttpsSite", "format_peer", "start_tls_stream", "tls_failure"]
+__all__ = ["HttpsSite", "TlsAcceptor", "format_peer", "tls_failure"]

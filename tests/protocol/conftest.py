@@ -8,6 +8,7 @@ outlives a test.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
@@ -147,3 +148,20 @@ def impl(request: pytest.FixtureRequest) -> CodecImpl:
             pytest.fail("the compiled codec is not installed (IOTMP_REQUIRE_EXTENSIONS=1)")
         pytest.skip("the compiled codec is not installed")
     return compiled
+
+
+# ------------------------------------------------------------- event loops
+
+
+_DEFAULT_LOOP: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop
+}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """A test module's ``LOOP_FACTORIES`` (name -> loop factory): its tests run once per loop.
+
+    Other modules get asyncio's loop, as without this hook (the hook may not
+    return None, and one factory adds nothing to the test ids).
+    """
+    return getattr(getattr(item, "module", None), "LOOP_FACTORIES", _DEFAULT_LOOP)

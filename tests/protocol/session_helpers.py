@@ -28,7 +28,7 @@ from iotmp.protocol.session import (
 from iotmp.protocol.transport import (
     WEBSOCKET_PATH,
     Transport,
-    server_transport,
+    start_tcp_server,
     websocket_handler,
 )
 
@@ -87,13 +87,8 @@ class IotmpTestServer:
             self.port = self._runner.addresses[0][1]
         else:
 
-            async def on_connect(
-                reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-            ) -> None:
-                await self.serve(server_transport(reader, writer))
-
-            self._server = await asyncio.start_server(
-                on_connect, LOCALHOST, 0, ssl=self.ssl_context
+            self._server = await start_tcp_server(
+                self.serve, LOCALHOST, 0, ssl_context=self.ssl_context
             )
             self.port = self._server.sockets[0].getsockname()[1]
         return self

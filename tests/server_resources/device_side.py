@@ -22,7 +22,7 @@ from iotmp.protocol.session import (
     Session,
     SessionConfig,
 )
-from iotmp.protocol.transport import Transport, server_transport
+from iotmp.protocol.transport import Transport, start_tcp_server
 
 
 def sdk_device(
@@ -185,8 +185,8 @@ class RecordingPeer:
     async def start(self) -> RecordingPeer:
         """Listen on an ephemeral loopback port."""
 
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            transport = _RecordingTransport(server_transport(reader, writer))
+        async def on_connect(inner: Transport) -> None:
+            transport = _RecordingTransport(inner)
             self.transports.append(transport)
             session = Session(transport, Role.SERVER, handler=self.handler)
             self.sessions.append(session)
@@ -194,7 +194,7 @@ class RecordingPeer:
                 await session.accept(lambda *_args: True)
                 await session.wait_closed()
 
-        self._server = await asyncio.start_server(on_connect, LOCALHOST, 0)
+        self._server = await start_tcp_server(on_connect, LOCALHOST, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
