@@ -86,7 +86,6 @@ class IotmpTestServer:
             await site.start()
             self.port = self._runner.addresses[0][1]
         else:
-
             self._server = await start_tcp_server(
                 self.serve, LOCALHOST, 0, ssl_context=self.ssl_context
             )

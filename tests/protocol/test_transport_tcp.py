@@ -265,7 +265,7 @@ async def test_chunks_queued_while_nobody_reads_come_back_as_one_read(
         await client.write(keep_alive)
     total = 500 * len(keep_alive)
     async with asyncio.timeout(WAIT):
-        while remote.queued_bytes < total:
+        while remote.queued_bytes < total:  # noqa: ASYNC110 (no event says "bytes queued")
             await asyncio.sleep(0.01)
     data = await remote.read()
     assert data == keep_alive * 500
@@ -337,7 +337,7 @@ async def test_peer_eof_ends_reading_but_we_can_still_answer(
 
 async def test_peer_reset_reads_as_eof_and_fails_writes(listener: Listener) -> None:
     port = await listener.start()
-    reader, writer = await asyncio.open_connection(LOCALHOST, port)
+    _reader, writer = await asyncio.open_connection(LOCALHOST, port)
     remote = await listener.next()
     waiting = asyncio.ensure_future(remote.read())
     sock = writer.get_extra_info("socket")
