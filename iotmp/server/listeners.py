@@ -97,7 +97,7 @@ class DeviceGateway:
             self._tls_acceptor = TlsAcceptor(
                 context,
                 self._new_transport,
-                report=self.server.handshake_log.failed,
+                report=self._tls_failed,
                 what="tls",
                 handshake_timeout=config.limits.handshake_timeout,
             )
@@ -145,6 +145,10 @@ class DeviceGateway:
     # Each device connection is one ProtocolTransport (its own asyncio protocol). Once
     # connected it starts a handshake task of ours, which ends when the device is
     # attached: an idle device then holds no task or coroutine but its session's reader.
+
+    def _tls_failed(self, address: str, what: str, detail: object) -> None:
+        # Looked up per failure: the server's handshake log may be replaced.
+        self.server.handshake_log.failed(address, what, detail)
 
     def _new_transport(self) -> ProtocolTransport:
         return ProtocolTransport(self._on_connection)
