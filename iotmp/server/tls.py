@@ -127,27 +127,39 @@ class TlsAcceptor:
         for task in list(self.pending):
             task.cancel()
 
-    def _start(self, transport: asyncio.Transport) -> None:
-        task = asyncio.get_running_loop().create_task(self.handshake(transport))
+    def _start(self, transport: asyncio.Transport, first: _Handshaking) -> None:
+        task = asyncio.get_running_loop().create_task(self.handshake(transport, first))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def handshake(self, transport: asyncio.Transport) -> None:
+    async def handshake(self, transport: asyncio.Transport, first: _Handshaking) -> None:
         """Run the TLS handshake, then give the connection to the protocol factory's protocol."""
         if transport.is_closing():  # gone before the handshake could start
             return
         address = format_peer(transport.get_extra_info("peername"))
         relay = _Relay()
         loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(
+        starting = loop.create_task(
+            loop.start_tls(
                 transport,
                 relay,
                 self._context,
                 server_side=True,
                 ssl_handshake_timeout=self._timeout,
             )
+        )
+        try:
+            # start_tls's first step (it takes the transport, and schedules the TLS
+            # protocol's connection_made and resume_reading) runs before we resume here.
+            await asyncio.sleep(0)
+            early = first.take_early()
+            if early:
+                # Scheduled behind those two callbacks and before the next socket read:
+                # the TLS layer gets the client's first bytes first.
+                loop.call_soon(_deliver, transport, early)
+            tls = await starting
         except asyncio.CancelledError:
+            starting.cancel()
             transport.abort()
             raise
         except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: closed meanwhile
@@ -161,22 +173,52 @@ class TlsAcceptor:
         relay.hand_over(target, tls)
 
 
+def _deliver(transport: asyncio.Transport, data: bytes) -> None:
+    """Give ``data`` to the transport's protocol the way a transport would."""
+    if transport.is_closing():
+        return
+    protocol: Any = transport.get_protocol()
+    get_buffer = getattr(protocol, "get_buffer", None)  # TLS protocols are buffered ones
+    if get_buffer is None:
+        protocol.data_received(data)
+        return
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(get_buffer(len(view))).cast("B")
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        protocol.buffer_updated(count)
+        view = view[count:]
+
+
 class _Handshaking(asyncio.Protocol):
     """A plain TCP connection whose first job is the TLS handshake."""
 
-    __slots__ = ("_acceptor",)
+    __slots__ = ("_acceptor", "_early", "_transport")
 
     def __init__(self, acceptor: TlsAcceptor) -> None:
         self._acceptor = acceptor
+        self._transport: asyncio.Transport | None = None
+        self._early = b""
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance.
         transport = cast(asyncio.Transport, base)
-        transport.pause_reading()  # nothing may reach us: start_tls takes the bytes
-        self._acceptor._start(transport)
+        self._transport = transport
+        transport.pause_reading()  # nothing should reach us: start_tls takes the bytes
+        self._acceptor._start(transport, self)
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
+    def data_received(self, data: bytes) -> None:
+        # uvloop starts reading once connection_made returns, even when it paused:
+        # keep what came (the ClientHello) for the TLS layer and pause again.
+        self._early += data
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def take_early(self) -> bytes:
+        """Return (and forget) the bytes that came before start_tls took the transport."""
+        early, self._early = self._early, b""
+        return early
 
 
 class HttpsSite(web.BaseSite):
