@@ -196,6 +196,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
         "_queued",
         "_read_paused",
         "_reader",
+        "_receiver",
         "_transport",
         "_write_paused",
         "kind",
@@ -214,6 +215,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
         self._chunks: list[bytes] = []  # received, not yet read
         self._queued = 0  # bytes in _chunks
         self._reader: asyncio.Future[bytes] | None = None  # the pending read
+        self._receiver: Receiver | None = None  # attach_receiver: bytes pushed, not read
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._close_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
@@ -240,6 +242,11 @@ class ProtocolTransport(Transport, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return  # nobody will read it
+        receiver = self._receiver
+        if receiver is not None:
+            self.rx_bytes += len(data)
+            receiver.data_received(data)
+            return
         reader = self._reader
         if reader is not None:
             self._reader = None
@@ -259,6 +266,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._eof = True
         self._wake_reader()
+        self._report_eof()
         # Like asyncio streams: over TCP the sending side stays open until close();
         # over TLS the return value is ignored (and warned about when true).
         return self.kind == "tcp"
@@ -271,6 +279,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
         self._eof = self._lost = True
         self._read_paused = False
         self._wake_reader()
+        self._report_eof()
         self._wake_writers()
         waiter = self._close_waiter
         if waiter is not None and not waiter.done():
@@ -292,6 +301,12 @@ class ProtocolTransport(Transport, asyncio.Protocol):
             if not reader.done():
                 reader.set_result(b"")  # (a waiting reader means nothing is queued)
 
+    def _report_eof(self) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None  # once; and the session is not kept by a dead transport
+            receiver.eof_received()
+
     def _wake_writers(self) -> None:
         waiters = self._drain_waiters
         if waiters is not None:
@@ -312,6 +327,41 @@ class ProtocolTransport(Transport, asyncio.Protocol):
     def is_closing(self) -> bool:
         transport = self._transport
         return self._closed or self._lost or transport is None or transport.is_closing()
+
+    pushes = True  # (a class attribute: see attach_receiver)
+
+    @override
+    def attach_receiver(self, receiver: Receiver) -> None:
+        """Push every chunk to ``receiver`` from now on (the session's idle path: no reader).
+
+        What was queued unread is delivered first; an end already seen is
+        reported at once. :meth:`read` must not be used any more.
+        """
+        if self._chunks:
+            data = self._take()
+            if self._closed:
+                return
+            receiver.data_received(data)
+        if self._closed:
+            return
+        if self._eof:
+            receiver.eof_received()
+            return
+        self._receiver = receiver
+
+    @override
+    def pause_reading(self) -> None:
+        transport = self._transport
+        if not self._read_paused and transport is not None and not self._lost:
+            self._read_paused = True
+            transport.pause_reading()
+
+    @override
+    def resume_reading(self) -> None:
+        transport = self._transport
+        if self._read_paused and transport is not None and not self._lost:
+            self._read_paused = False
+            transport.resume_reading()
 
     @property
     def queued_bytes(self) -> int:
@@ -386,6 +436,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
         self._chunks.clear()
         self._queued = 0
         self._wake_reader()
+        self._report_eof()
         self._wake_writers()
         transport = self._transport
         if transport is None or self._lost:

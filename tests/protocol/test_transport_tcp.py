@@ -403,3 +403,69 @@ async def test_close_during_a_pending_write_fails_it_and_aborts(
     async with asyncio.timeout(WAIT):
         while await slow.read():
             pass
+
+
+# ------------------------------------------------------------- push receiver
+
+
+class Collector:
+    """A Receiver that keeps what it is pushed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eofs = 0
+        self.changed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        self.changed.set()
+
+    def eof_received(self) -> None:
+        self.eofs += 1
+        self.changed.set()
+
+    async def wait_for(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(WAIT):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_receiver_gets_queued_then_pushed_bytes_and_one_eof(
+    listener: Listener, clients: list[ProtocolTransport]
+) -> None:
+    port = await listener.start()
+    client, remote = await connect(listener, clients, port)
+    assert remote.pushes
+    await client.write(b"\x05\x00")
+    async with asyncio.timeout(WAIT):
+        while remote.queued_bytes < 2:  # noqa: ASYNC110 (no event says "bytes queued")
+            await asyncio.sleep(0.01)
+    collector = Collector()
+    remote.attach_receiver(collector)
+    assert bytes(collector.data) == b"\x05\x00"  # what was held, at once
+    await client.write(b"\x01\x02\x08\x01")
+    await collector.wait_for(lambda: len(collector.data) == 6)
+    assert bytes(collector.data) == b"\x05\x00\x01\x02\x08\x01"
+    assert remote.rx_bytes == 6
+    await client.close()
+    await collector.wait_for(lambda: collector.eofs > 0)
+    await remote.close()
+    assert collector.eofs == 1
+
+
+async def test_a_paused_receiver_gets_nothing_until_resumed(
+    listener: Listener, clients: list[ProtocolTransport]
+) -> None:
+    port = await listener.start()
+    client, remote = await connect(listener, clients, port)
+    collector = Collector()
+    remote.attach_receiver(collector)
+    remote.pause_reading()
+    # The sender ends up waiting on TCP: nothing was pushed meanwhile.
+    blocked, chunks = await write_until_blocked(client)
+    assert collector.data == b""
+    remote.resume_reading()
+    await collector.wait_for(lambda: len(collector.data) == chunks * CHUNK)
+    await asyncio.wait_for(blocked, WAIT)
+    assert bytes(collector.data) == b"".join(pattern(i) for i in range(chunks))
