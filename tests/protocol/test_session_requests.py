@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -477,3 +478,124 @@ async def test_on_closed_may_close_again_without_deadlock(make_server: Any) -> N
     async with asyncio.timeout(WAIT):
         assert await remote.wait_closed() == "connection closed by peer"
     assert reasons == ["connection closed by peer"]
+
+
+# ------------------------------------- samples handled as they arrive (push)
+
+
+async def _open_stream(session: Session, peer: RawPeer, on_data: Any) -> int:
+    """Open a stream on ``uptime`` from the server session; returns its id."""
+    start = asyncio.ensure_future(session.start_stream("uptime", on_data=on_data))
+    request = await peer.read_message()
+    await peer.send_hex(
+        encode_message(Message.build(MessageType.OK, stream_id=request.stream_id)).hex()
+    )
+    handle = await start
+    return handle.stream_id
+
+
+def _samples(stream_id: int, values: range) -> bytes:
+    return b"".join(
+        encode_message(Message.build(MessageType.STREAM_DATA, stream_id=stream_id, payload=v))
+        for v in values
+    )
+
+
+async def test_samples_behind_a_slow_consumer_arrive_in_order_with_bounded_memory(
+    make_server: Any, raw_peers: Any
+) -> None:
+    session, peer = await connected_raw_device(make_server, raw_peers)
+    assert session.transport.pushes  # the TCP server hands chunks to the session
+    gate = asyncio.Event()
+    received: list[int] = []
+    everything = asyncio.Event()
+    count = 200_000  # about 1.4 MB: more than the work queue, the inbox and the kernel hold
+    # Small socket buffers, so that what the kernel holds does not hide the back-pressure.
+    for sock in (
+        peer.writer.get_extra_info("socket"),
+        session.transport._transport.get_extra_info("socket"),  # type: ignore[attr-defined]
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+
+    async def slow(value: int) -> None:
+        await gate.wait()
+        received.append(value)
+        if len(received) == count:
+            everything.set()
+
+    stream_id = await _open_stream(session, peer, slow)
+    sender = asyncio.ensure_future(peer.send_hex(_samples(stream_id, range(count)).hex()))
+    await asyncio.sleep(1.0)  # the consumer is stuck: the device's writes back up
+    assert not sender.done()
+    # The session stopped reading once its inbox was full (plus at most one chunk).
+    assert session._reading_paused
+    assert session._inbox_bytes <= 128 * 1024 + 256 * 1024
+    gate.set()
+    async with asyncio.timeout(WAIT * 6):
+        await sender
+        await everything.wait()
+    assert received == list(range(count))
+    assert session.is_connected
+
+
+async def test_requests_between_samples_keep_their_order(make_server: Any, raw_peers: Any) -> None:
+    order: list[Any] = []
+
+    class Recorder(RequestHandler):
+        async def on_run(self, request: Request) -> Reply:
+            await asyncio.sleep(0.05)  # the samples after it must wait for it
+            record(("run", request.payload))
+            return Reply.success()
+
+    server = await make_server(
+        authenticate=accept_all,
+        handler_factory=Recorder,
+        config=SessionConfig(first_stream_id=16),
+    )
+    peer = await raw_peers(server.port)
+    await peer.send_hex(REFERENCE_CONNECT)
+    await peer.read_hex("01 04 08 e7 8a 01")
+    session = await server.next_session()
+    four = asyncio.Event()
+
+    def record(value: Any) -> None:
+        order.append(value)
+        if len(order) == 4:
+            four.set()
+
+    stream_id = await _open_stream(session, peer, record)
+    run = encode_message(Message.build(MessageType.RUN, stream_id=5, resource="x", payload=7))
+    # One chunk: a sample, a request, two samples.
+    await peer.send_hex(
+        (_samples(stream_id, range(1)) + run + _samples(stream_id, range(1, 3))).hex()
+    )
+    reply = await peer.read_message()
+    assert (reply.type, reply.stream_id) == (MessageType.OK, 5)
+    async with asyncio.timeout(WAIT):
+        await four.wait()
+    assert order == [0, ("run", 7), 1, 2]
+
+
+async def test_samples_sent_before_the_peer_closes_are_all_delivered(
+    make_server: Any, raw_peers: Any
+) -> None:
+    session, peer = await connected_raw_device(make_server, raw_peers)
+    gate = asyncio.Event()
+    received: list[int] = []
+
+    async def slow(value: int) -> None:
+        await gate.wait()
+        received.append(value)
+
+    stream_id = await _open_stream(session, peer, slow)
+    count = 5_000
+    await peer.send_hex(_samples(stream_id, range(count)).hex())
+    peer.writer.close()
+    await asyncio.sleep(0.2)  # the end of the connection arrives while the consumer is stuck
+    assert session.is_connected
+    gate.set()
+    async with asyncio.timeout(WAIT):
+        reason = await session.wait_closed()
+    assert reason == "connection closed by peer"
+    assert received == list(range(count))
