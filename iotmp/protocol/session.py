@@ -25,7 +25,10 @@ Decisions where the spec leaves room (see the module's tests for the bytes):
   before STREAM_DATA for it is processed. A sample whose ``on_data`` finds
   nothing queued is handed to it straight from the reader (no queue entry,
   no task switch); an awaitable it returns is then awaited by the worker, and
-  later samples queue behind it. Handlers may themselves send
+  later samples queue behind it. Over a push transport (``Transport.pushes``:
+  TCP and TLS) there is no reader task while nothing waits: chunks are decoded
+  in the transport's callback, and a reader task runs only while something must
+  be awaited, with later chunks in an inbox (reading pauses when it is full). Handlers may themselves send
   requests to the peer (replies are matched by the reader, not the worker).
   ``SessionConfig.concurrent_requests`` runs RUN / DESCRIBE handlers in their
   own tasks instead, for servers whose handlers can be slow.
