@@ -28,8 +28,9 @@ Decisions where the spec leaves room (see the module's tests for the bytes):
   later samples queue behind it. Over a push transport (``Transport.pushes``:
   TCP and TLS) there is no reader task while nothing waits: chunks are decoded
   in the transport's callback, and a reader task runs only while something must
-  be awaited, with later chunks in an inbox (reading pauses when it is full). Handlers may themselves send
-  requests to the peer (replies are matched by the reader, not the worker).
+  be awaited, with later chunks in an inbox (reading pauses when it is full).
+  Handlers may themselves send requests to the peer (replies are matched by
+  the reader, not the worker).
   ``SessionConfig.concurrent_requests`` runs RUN / DESCRIBE handlers in their
   own tasks instead, for servers whose handlers can be slow.
 * Stream ids are 16-bit, never 0, never one in use by either end (our pending
@@ -1196,26 +1197,33 @@ class Session:
         if self._reader is not None or len(data) > _FEED_SLICE:
             self._to_inbox(data)
             return
+        try:
+            reason = self._handle_now(data)
+        except Exception:
+            _LOGGER.exception("%s: reader failed", self.name)
+            reason = "internal error"
+        if reason is not None:
+            self._request_close(reason)
+
+    def _handle_now(self, data: bytes) -> str | None:
+        """Decode and deliver in the callback; returns a close reason or None."""
         messages = self._decode(data)
         if isinstance(messages, str):
-            self._request_close(messages)
-            return
-        if not messages:
-            return
-        if self._over_rate(len(messages)):
-            self._request_close("message rate limit exceeded")
-            return
+            return messages
+        if messages and self._over_rate(len(messages)):
+            return "message rate limit exceeded"
         for index, message in enumerate(messages):
-            if index == _YIELD_EVERY:
-                self._start_reader(None, messages[index:])  # the reader yields between them
-                return
-            if message.type != _STREAM_DATA:
+            if index == _YIELD_EVERY or message.type != _STREAM_DATA:
+                # The reader yields every _YIELD_EVERY messages and awaits what must be.
                 self._start_reader(None, messages[index:])
-                return
+                return None
             pending = self._stream_data_now(message)
             if pending is not None:
                 self._start_reader(pending, messages[index + 1 :])
-                return
+                return None
+            if self.close_reason is not None:
+                return None  # closed by a callback: the rest is not delivered
+        return None
 
     def eof_received(self) -> None:
         """Take note that the push transport's connection ended (EOF, reset or closed)."""
