@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from session_helpers import LOCALHOST, IotmpTestServer, RawPeer
+from session_helpers import LOCALHOST, LOOP_FACTORIES_HOOK, IotmpTestServer, RawPeer
 
 from iotmp.protocol.speedups import CodecImpl, compiled_impl, python_impl
 
@@ -158,10 +158,13 @@ _DEFAULT_LOOP: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 }
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
-    """A test module's ``LOOP_FACTORIES`` (name -> loop factory): its tests run once per loop.
+if LOOP_FACTORIES_HOOK:
 
-    Other modules get asyncio's loop, as without this hook (the hook may not
-    return None, and one factory adds nothing to the test ids).
-    """
-    return getattr(getattr(item, "module", None), "LOOP_FACTORIES", _DEFAULT_LOOP)
+    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+        """A test module's ``LOOP_FACTORIES`` (name -> loop factory): its tests run once per loop.
+
+        Other modules get asyncio's loop, as without this hook (the hook may not
+        return None, and one factory adds nothing to the test ids). Without the hook
+        (older pytest-asyncio) every module runs on asyncio's loop only.
+        """
+        return getattr(getattr(item, "module", None), "LOOP_FACTORIES", _DEFAULT_LOOP)

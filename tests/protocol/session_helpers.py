@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest_asyncio.plugin
 from aiohttp import web
 
 from iotmp.protocol.codec import MessageDecoder
@@ -33,6 +34,18 @@ from iotmp.protocol.transport import (
 )
 
 LOCALHOST = "127.0.0.1"
+
+
+def _has_loop_factories_hook() -> bool:
+    specs = getattr(pytest_asyncio.plugin, "PytestAsyncioSpecs", None)
+    return specs is not None and hasattr(specs, "pytest_asyncio_loop_factories")
+
+
+LOOP_FACTORIES_HOOK = _has_loop_factories_hook()
+"""Whether pytest-asyncio has the ``pytest_asyncio_loop_factories`` hook (1.3 and later).
+Without it (Home Assistant 2025.4 pins 0.26), a module's ``LOOP_FACTORIES`` are not
+used and its tests run on asyncio's loop only: its ``event_loop_policy`` would have to be
+session-scoped there, for Home Assistant's session fixtures. The other legs run both."""
 USER, DEVICE, CREDENTIAL = "alice", "dev1", "s3cret"
 WAIT = 10.0
 """Generous timeout so a broken test fails instead of hanging (never a speed check)."""

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - uvloop is an optional extra
 else:
     LOOP_FACTORIES["uvloop"] = uvloop.new_event_loop
 
+
 CHUNK = 64 * 1024
 MAX_CHUNKS = 4096
 """Writes tried before a test gives up waiting for back-pressure (256 MiB: far above
