@@ -1132,8 +1132,11 @@ class Session:
         messages = self._decode(data)
         if isinstance(messages, str):
             return messages
-        if messages and self._over_rate(len(messages)):
-            return "message rate limit exceeded"
+        await self._dispatch_all(messages)
+        return None
+
+    async def _dispatch_all(self, messages: list[Message]) -> None:
+        """Dispatch messages in order, yielding to the loop every ``_YIELD_EVERY``."""
         for index, message in enumerate(messages, 1):
             if message.type == _STREAM_DATA:
                 # The hot path, handled without a coroutine per message; only when
@@ -1147,12 +1150,14 @@ class Session:
                 await asyncio.sleep(0)
             if self.is_closed:
                 break
-        return None
 
     def _decode(self, data: bytes | memoryview) -> list[Message] | str:
-        """Decode a slice of received bytes: the messages, or a close reason."""
+        """Decode a slice of received bytes under the receive budget.
+
+        Returns the messages, or the reason to close (protocol error, rate limit).
+        """
         try:
-            return self._decoder.feed(data)
+            messages = self._decoder.feed(data)
         except ProtocolError as exc:
             _LOG_LIMITER.log(
                 _LOGGER,
@@ -1163,6 +1168,9 @@ class Session:
                 exc,
             )
             return f"protocol error: {exc}"
+        if messages and self._over_rate(len(messages)):
+            return "message rate limit exceeded"
+        return messages
 
     def _over_rate(self, count: int) -> bool:
         """Take ``count`` messages from the receive budget; True (logged) when over it."""
@@ -1210,8 +1218,6 @@ class Session:
         messages = self._decode(data)
         if isinstance(messages, str):
             return messages
-        if messages and self._over_rate(len(messages)):
-            return "message rate limit exceeded"
         for index, message in enumerate(messages):
             if index == _YIELD_EVERY or message.type != _STREAM_DATA:
                 # The reader yields every _YIELD_EVERY messages and awaits what must be.
@@ -1260,12 +1266,8 @@ class Session:
         try:
             if pending is not None:
                 await pending
-            for index, message in enumerate(messages, 1):
-                if self.is_closed:
-                    return
-                await self._dispatch(message)
-                if index % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+            if messages and not self.is_closed:
+                await self._dispatch_all(messages)
             while reason is None and not self.is_closed:
                 inbox = self._inbox
                 if inbox:

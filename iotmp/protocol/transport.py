@@ -256,11 +256,10 @@ class ProtocolTransport(Transport, asyncio.Protocol):
                 return
         self._chunks.append(data)
         self._queued += len(data)
-        if self._queued > READ_LIMIT and not self._read_paused and self._transport is not None:
+        if self._queued > READ_LIMIT:
             # A peer that sends faster than the session reads waits on TCP instead
             # of filling our memory.
-            self._read_paused = True
-            self._transport.pause_reading()
+            self.pause_reading()
 
     @override
     def eof_received(self) -> bool | None:
@@ -392,11 +391,7 @@ class ProtocolTransport(Transport, asyncio.Protocol):
         chunks.clear()
         self._queued = 0
         self.rx_bytes += len(data)
-        if self._read_paused:
-            self._read_paused = False
-            transport = self._transport
-            if transport is not None and not self._lost:
-                transport.resume_reading()
+        self.resume_reading()
         return data
 
     @override

@@ -144,7 +144,8 @@ class DeviceGateway:
 
     # Each device connection is one ProtocolTransport (its own asyncio protocol). Once
     # connected it starts a handshake task of ours, which ends when the device is
-    # attached: an idle device then holds no task or coroutine but its session's reader.
+    # attached: an idle TCP/TLS device then holds no task or coroutine at all (its
+    # transport pushes what arrives to the session).
 
     def _tls_failed(self, address: str, what: str, detail: object) -> None:
         # Looked up per failure: the server's handshake log may be replaced.
