@@ -103,6 +103,7 @@ _INBOX_LOW: Final = 64 * 1024
 _KEEP_ALIVE_MESSAGE: Final = Message(MessageType.KEEP_ALIVE)
 _STREAM_DATA: Final = int(MessageType.STREAM_DATA)
 _PAYLOAD: Final = int(Field.PAYLOAD)
+_STREAM_ID: Final = int(Field.STREAM_ID)
 
 
 class Role(StrEnum):
@@ -1168,15 +1169,14 @@ class Session:
                 exc,
             )
             return f"protocol error: {exc}"
-        if messages and self._over_rate(len(messages)):
-            return "message rate limit exceeded"
+        if messages:
+            budget = self._rx_budget
+            if budget is not None and not budget.take(len(messages)):
+                self._log_over_rate(budget)
+                return "message rate limit exceeded"
         return messages
 
-    def _over_rate(self, count: int) -> bool:
-        """Take ``count`` messages from the receive budget; True (logged) when over it."""
-        budget = self._rx_budget
-        if budget is None or budget.take(count):
-            return False
+    def _log_over_rate(self, budget: TokenBucket) -> None:
         _LOG_LIMITER.log(
             _LOGGER,
             logging.WARNING,
@@ -1186,7 +1186,6 @@ class Session:
             budget.rate,
             budget.burst,
         )
-        return True
 
     # ----------------------------------------------- push transports (receiver)
 
@@ -1347,7 +1346,9 @@ class Session:
 
     def _stream_data_now(self, message: Message) -> Coroutine[Any, Any, None] | None:
         """Deliver one STREAM_DATA; returns the queueing still to be awaited, if any."""
-        stream_id = message.stream_id
+        stream_id = message.fields.get(_STREAM_ID, 0)
+        if type(stream_id) is not int:  # exact: a bool is no stream id
+            stream_id = message.stream_id
         handle = self._streams.get(stream_id)
         if handle is not None:
             handle.last_message = message

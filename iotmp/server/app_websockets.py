@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from .access_log import websocket_opened
 from .event_filters import EventFilter, FilterError
-from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps
+from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps_bytes
 from .registry import DeviceState, now_ms
 from .socket_outbox import Outbox
 from .streams import Subscription
@@ -76,7 +76,7 @@ class AppSocket:
         """Queue a frame; returns an event to wait for when the client is behind."""
         if self.ws.closed:
             return None
-        return self.outbox.put(dumps(frame))
+        return self.outbox.put(dumps_bytes(frame))
 
     async def run(self) -> None:
         """Serve the socket until the client or the server closes it."""
@@ -84,7 +84,7 @@ class AppSocket:
         if writer is not None:
             self.outbox.direct = writer.try_write
         self._sender = asyncio.get_running_loop().create_task(
-            self.outbox.run(self.ws.send_str, writer.write_many if writer is not None else None),
+            self.outbox.run(self._send_text, writer.write_many if writer is not None else None),
             name=f"iotmp-ws-send {self.name}",
         )
         try:
@@ -104,6 +104,9 @@ class AppSocket:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
+
+    async def _send_text(self, text: bytes) -> None:
+        await self.ws.send_str(text.decode())  # not hot: only without a frame writer
 
     def _handle_text(self, text: str) -> None:
         try:
@@ -159,6 +162,7 @@ class ResourceSocket(AppSocket):
         self.fixed_resource = fixed_resource
         self.frames = frames or manager.server.config.websocket_frames
         self.subscriptions: dict[str, Subscription] = {}
+        self._hub = manager.server.hub
 
     def frame(self, resource: str, value: Any) -> dict[str, Any]:
         """Build a data frame in this socket's style (``?frames=`` or the server's)."""
@@ -170,15 +174,17 @@ class ResourceSocket(AppSocket):
     def _deliver(self, resource: str, value: Any) -> asyncio.Event | None:
         if self.ws.closed:
             return None
+        memo = self._hub.frame_memo
+        if memo is None:  # the only subscriber of this value
+            return self.outbox.put(dumps_bytes(self.frame(resource, value)))
         # Every subscriber of this device resource in this style gets the same text:
-        # encode it once per offer round (the hub empties the memo after each).
-        memo = self.manager.server.hub.frame_memo
+        # encode it once per offer round.
         key = (self.state.id, resource, self.frames)
         entry = memo.get(key)
         if entry is not None and entry[0] is value:
-            text: str = entry[1]
+            text: bytes = entry[1]
         else:
-            text = dumps(self.frame(resource, value))
+            text = dumps_bytes(self.frame(resource, value))
             memo[key] = (value, text)
         return self.outbox.put(text)
 

@@ -49,13 +49,13 @@ class Outbox:
         self.max_frames = max_frames
         self.stall_timeout = stall_timeout
         self._on_overflow = on_overflow
-        self._frames: deque[str] = deque()
+        self._frames: deque[bytes] = deque()  # UTF-8 JSON, one TEXT frame each
         self._queued = asyncio.Event()  # frames are waiting for the sender
         self._writable = asyncio.Event()
         self._writable.set()
         self._congested_since: float | None = None
         self._sending = False
-        self.direct: Callable[[str], bool] | None = None
+        self.direct: Callable[[bytes], bool] | None = None
         """Writes a frame at once and returns True, or returns False (then it queues)."""
         self.overflowed = False
 
@@ -63,8 +63,8 @@ class Outbox:
         """Whether every queued frame has been handed to the sender."""
         return not self._frames
 
-    def put(self, text: str) -> asyncio.Event | None:
-        """Queue ``text``; returns an event to wait for when the client is behind."""
+    def put(self, text: bytes) -> asyncio.Event | None:
+        """Queue ``text`` (UTF-8); returns an event to wait for when the client is behind."""
         if self.overflowed:
             return None
         frames = self._frames
@@ -102,8 +102,8 @@ class Outbox:
 
     async def run(
         self,
-        send: Callable[[str], Awaitable[None]],
-        send_many: Callable[[list[str]], Awaitable[None]] | None = None,
+        send: Callable[[bytes], Awaitable[None]],
+        send_many: Callable[[list[bytes]], Awaitable[None]] | None = None,
     ) -> None:
         """Send queued frames until sending raises (the socket is gone).
 

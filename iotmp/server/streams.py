@@ -10,10 +10,10 @@ and after a write both the device and the server's read-back report the new
 state, so the raw device stream carries repeats. The first sample after a
 (re)subscription is always delivered: it is the device's stream echo.
 
-Shared serialisation: while one value is offered to the subscribers, the hub's
-:attr:`StreamHub.frame_memo` holds what they encoded for it (e.g. the WebSocket
-frame text per frame style), so N subscribers of one resource cost one encode.
-It is emptied after each offer round.
+Shared serialisation: while one value is offered to two or more subscribers,
+the hub's :attr:`StreamHub.frame_memo` holds what they encoded for it (e.g. the
+WebSocket frame text per frame style), so N subscribers of one resource cost one
+encode. It is None outside such a round (and with one subscriber: nothing to share).
 
 Back-pressure: a subscriber's ``deliver`` may return an :class:`asyncio.Event`
 (its client is behind); the device stream's next sample then waits until every
@@ -107,7 +107,10 @@ class Subscription:
     ) -> None:
         self.device_id = device_id
         self.resource = resource
-        self.interval = max(0.0, float(interval))
+        self._interval = 0.0
+        self.interval_ms = 0
+        """The interval in whole milliseconds (what the device is asked for)."""
+        self.interval = interval
         self._deliver = deliver
         self._fail = fail
         self._gone = gone
@@ -120,9 +123,14 @@ class Subscription:
         self._held_timer: asyncio.TimerHandle | None = None
 
     @property
-    def interval_ms(self) -> int:
-        """The interval in whole milliseconds (what the device is asked for)."""
-        return round(self.interval * 1000)
+    def interval(self) -> float:
+        """Seconds between deliveries (0 = every change)."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._interval = max(0.0, float(seconds))
+        self.interval_ms = round(self._interval * 1000)  # kept: read for every sample
 
     @property
     def tolerance(self) -> float:
@@ -168,7 +176,8 @@ class Subscription:
             self._send(held, self.clock())
 
     def _send(self, value: Any, now: float) -> asyncio.Event | None:
-        self.cancel()
+        if self._held_timer is not None or self._held is not _NOTHING:
+            self.cancel()
         self.pending_first = False
         self.last_delivery = now
         self.last_value = value
@@ -325,16 +334,24 @@ class ResourceStream:
         hub = self.hub
         now = hub.clock()
         stream_ms = self.interval_ms or 0
-        gates: list[asyncio.Event] = []
         subscribers = self.subscribers
+        if len(subscribers) == 1:  # the usual case: nothing to share, one gate at most
+            gate = subscribers[0].offer(value, now, stream_ms, echo=echo)
+            return _NO_GATES if gate is None else [gate]
+        gates: list[asyncio.Event] = []
+        hub.frame_memo = {}
         try:
             for sub in subscribers.copy():
                 gate = sub.offer(value, now, stream_ms, echo=echo)
                 if gate is not None:
                     gates.append(gate)
         finally:
-            hub.frame_memo.clear()
+            hub.frame_memo = None
         return gates
+
+
+_NO_GATES: list[asyncio.Event] = []
+"""Returned (never changed) when no subscriber is behind."""
 
 
 async def _wait_all(gates: list[asyncio.Event]) -> None:
@@ -366,9 +383,10 @@ class StreamHub:
         self._streams: dict[tuple[str, str], ResourceStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.device_streams_started = 0
-        self.frame_memo: dict[Any, tuple[Any, Any]] = {}
-        """key -> (value, what a subscriber made of it), valid during one offer round;
-        an entry counts only for the very same value object (``is``)."""
+        self.frame_memo: dict[Any, tuple[Any, Any]] | None = None
+        """key -> (value, what a subscriber made of it) during an offer round to two
+        or more subscribers (else None); an entry counts only for the very same
+        value object (``is``)."""
 
     def stream(self, device_id: str, resource: str) -> ResourceStream | None:
         """Return the shared stream of a device resource, if anyone subscribed."""

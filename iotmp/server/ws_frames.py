@@ -53,8 +53,8 @@ class FrameWriter:
         """Whether frames may go straight to the transport now."""
         return not self.ws.closed and not self.transport.is_closing()
 
-    def try_write(self, text: str) -> bool:
-        """Write one frame now if the connection takes it without waiting."""
+    def try_write(self, text: bytes) -> bool:
+        """Write one frame (UTF-8 ``text``) now if the connection takes it without waiting."""
         transport = self.transport
         if (
             self.ws.closed
@@ -62,14 +62,14 @@ class FrameWriter:
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
             return False
-        transport.write(text_frame(text.encode()))
+        transport.write(text_frame(text))
         return True
 
-    async def write_many(self, texts: Iterable[str]) -> None:
+    async def write_many(self, texts: Iterable[bytes]) -> None:
         """Write frames in one go, then wait while the connection is congested."""
         if not self.usable():
             raise ConnectionResetError("websocket closing")
-        self.transport.write(b"".join([text_frame(t.encode()) for t in texts]))
+        self.transport.write(b"".join([text_frame(t) for t in texts]))
         if self.transport.get_write_buffer_size():
             await self._drain()
 

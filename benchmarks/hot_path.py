@@ -1,0 +1,241 @@
+"""The server's per-message Python work, warm, against a plain relay's, same process.
+
+:mod:`throughput` measures whole-process CPU per message over real sockets; it is the
+figure users see, but on this machine it swings by +-25 % between runs, and most of it
+is the kernel's (read, write, epoll) and the loop's, the same for every system. This
+script isolates what the server's own code costs for one sample, from the bytes a
+device sent to the WebSocket frame queued for the subscriber, with caches warm:
+
+* ``iotmp``: a server (:func:`iotmp.server.testing.run_test_server`) with one raw
+  IOTMP device streaming one resource and one application WebSocket subscribed to it;
+  the device session's ``data_received`` is called with STREAM_DATA frames of the
+  sensor sample (a new ``ts`` each, so none is dropped as a repeat);
+* ``relay``: the relay of :mod:`_throughput_relay` (framing only, one write per frame)
+  given the same JSON body in its framing, its subscriber a TCP socket.
+
+Both systems are up at once; each round times ``--messages`` calls per system (the
+order alternating), in batches of 20, the loop running between batches to write the
+frames and let the subscriber read them (every frame must arrive), after one warm-up
+round. Printed: per system min / median µs per message over the rounds, and the ratio
+iotmp / relay per round.
+Run it from another checkout (``PYTHONPATH=/that/checkout``) to compare versions.
+
+    python benchmarks/hot_path.py
+    python benchmarks/hot_path.py --rounds 9 --messages 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import orjson
+from _throughput_clients import SAMPLE
+from _throughput_relay import Relay, RelayProtocol
+
+from iotmp.protocol.codec import MessageDecoder, encode_message
+from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.speedups import active
+from iotmp.protocol.varint import encode_varint
+from iotmp.server.limits import ServerLimits
+from iotmp.server.testing import TestDevice, run_test_server
+
+BATCH = 20
+
+
+async def _time_calls(
+    receive: Callable[[bytes], None], frames: list[bytes], delivered: Callable[[], int]
+) -> float:
+    """µs per call of ``receive`` over ``frames``, with the loop run between batches."""
+    start = delivered()
+    total = 0
+    for first in range(0, len(frames), BATCH):
+        batch = frames[first : first + BATCH]
+        began = time.perf_counter_ns()
+        for frame in batch:
+            receive(frame)
+        total += time.perf_counter_ns() - began
+        await asyncio.sleep(0.0005)
+    async with asyncio.timeout(10):
+        while delivered() - start < len(frames):  # noqa: ASYNC110 -- polls a counter
+            await asyncio.sleep(0.005)
+    return total / len(frames) / 1000
+
+
+async def _device(port: int, started: asyncio.Future[int]) -> None:
+    """A raw IOTMP device: CONNECT, answer DESCRIBE and START_STREAM, then idle."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        encode_message(
+            Message.build(MessageType.CONNECT, stream_id=1, payload=["bench", "d0", "pw"])
+        )
+    )
+    decoder = MessageDecoder()
+    while data := await reader.read(65536):
+        for msg in decoder.feed(data):
+            if msg.type == MessageType.DESCRIBE:
+                reply = Message.build(
+                    MessageType.OK, stream_id=msg.stream_id, payload={"bench": {"fn": 3}}
+                )
+                writer.write(encode_message(reply))
+            elif msg.type in (MessageType.START_STREAM, MessageType.STOP_STREAM):
+                writer.write(encode_message(Message.build(MessageType.OK, stream_id=msg.stream_id)))
+                if msg.type == MessageType.START_STREAM and not started.done():
+                    started.set_result(msg.stream_id)
+
+
+RoundRunner = Callable[[int], Awaitable[float]]
+"""Runs round ``n`` (fresh ``ts`` values) and returns µs per message."""
+
+
+@contextlib.asynccontextmanager
+async def iotmp_system(messages: int) -> AsyncIterator[RoundRunner]:
+    limits = ServerLimits(
+        min_stream_interval=0.01, device_message_rate=1e9, device_message_burst=10**9
+    )
+    fleet = [TestDevice("d0", credential="pw")]
+    async with (
+        run_test_server(fleet, user="bench", limits=limits, keep_alive=600) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        device = asyncio.create_task(_device(server.tcp_port, started))
+        await server.wait_device_connected("d0")
+        url = f"{server.ws_url}/v3/users/bench/devices/d0/resources/bench?interval=0"
+        ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {server.token}"})
+        stream_id = await asyncio.wait_for(started, 10)
+        link = server.device("d0").link
+        assert link is not None
+        session = link.session
+        got = [0]
+
+        async def read() -> None:
+            async for msg in ws:
+                orjson.loads(msg.data)
+                got[0] += 1
+
+        async def run_round(rnd: int) -> float:
+            frames = [
+                encode_message(
+                    Message.build(
+                        MessageType.STREAM_DATA,
+                        stream_id=stream_id,
+                        payload=dict(SAMPLE, ts=rnd * messages + i),
+                    )
+                )
+                for i in range(messages)
+            ]
+            return await _time_calls(session.data_received, frames, lambda: got[0])
+
+        reader = asyncio.create_task(read())
+        try:
+            yield run_round
+        finally:
+            reader.cancel()
+            device.cancel()
+            await ws.close()
+
+
+@contextlib.asynccontextmanager
+async def relay_system(messages: int) -> AsyncIterator[RoundRunner]:
+    loop = asyncio.get_running_loop()
+    relay = Relay()
+    protocols: list[RelayProtocol] = []
+
+    def accept() -> RelayProtocol:
+        protocols.append(RelayProtocol(relay))
+        return protocols[-1]
+
+    server = await loop.create_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sub_reader, sub_writer = await asyncio.open_connection("127.0.0.1", port)
+    sub_writer.write(b"S" + (0).to_bytes(4, "big"))
+    _pub_reader, pub_writer = await asyncio.open_connection("127.0.0.1", port)
+    pub_writer.write(b"P" + (0).to_bytes(4, "big"))
+    await asyncio.sleep(0.1)
+    publisher = next(p for p in protocols if p.role == b"P")  # the server side of ours
+    got = [0]
+    size = [0]
+    frame_size = [1]
+
+    async def read() -> None:
+        while data := await sub_reader.read(65536):
+            size[0] += len(data)
+            got[0] = size[0] // frame_size[0]
+
+    async def run_round(rnd: int) -> float:
+        frames = []
+        for i in range(messages):
+            body = orjson.dumps(
+                {
+                    "resource": "bench",
+                    "signal": "data",
+                    "payload": dict(SAMPLE, ts=rnd * messages + i),
+                }
+            )
+            frames.append(b"\x0a" + encode_varint(len(body)) + body)
+        # Equal-length frames (ts of one width) let the reader count frames by bytes.
+        frames = [f for f in frames if len(f) == len(frames[-1])]
+        frame_size[0] = len(frames[-1])
+        size[0] = got[0] = 0
+        return await _time_calls(publisher.data_received, frames, lambda: got[0])
+
+    reader = asyncio.create_task(read())
+    try:
+        yield run_round
+    finally:
+        reader.cancel()
+        sub_writer.close()
+        pub_writer.close()
+        server.close()
+
+
+async def measure(rounds: int, messages: int) -> tuple[list[float], list[float]]:
+    """Both systems up at once; per round relay and iotmp, the order alternating."""
+    ours: list[float] = []
+    relay: list[float] = []
+    async with iotmp_system(messages) as run_ours, relay_system(messages) as run_relay:
+        await run_ours(rounds)  # warm-up (caches, the stream's first sample: the echo)
+        await run_relay(rounds)
+        for rnd in range(rounds):
+            if rnd % 2:
+                ours.append(await run_ours(rnd))
+                relay.append(await run_relay(rnd))
+            else:
+                relay.append(await run_relay(rnd))
+                ours.append(await run_ours(rnd))
+    return ours, relay
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args()
+
+    if args.uvloop:
+        import uvloop  # noqa: PLC0415
+
+        ours, relay = uvloop.run(measure(args.rounds, args.messages))
+    else:
+        ours, relay = asyncio.run(measure(args.rounds, args.messages))
+    ratios = [o / r for o, r in zip(ours, relay, strict=True)]
+    print(
+        f"# rounds={args.rounds} messages={args.messages} uvloop={args.uvloop} "
+        f"codec={active()} python={sys.version.split()[0]}"
+    )
+    print("system  µs/msg min / median")
+    print(f"iotmp   {min(ours):.2f} / {statistics.median(ours):.2f}")
+    print(f"relay   {min(relay):.2f} / {statistics.median(relay):.2f}")
+    print(f"iotmp / relay  {min(ratios):.2f} / {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
