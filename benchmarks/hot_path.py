@@ -18,7 +18,8 @@ order alternating), in batches of 20, the loop running between batches to write 
 frames and let the subscriber read them (every frame must arrive), after one warm-up
 round. Printed: per system min / median µs per message over the rounds, and the ratio
 iotmp / relay per round.
-Run it from another checkout (``PYTHONPATH=/that/checkout``) to compare versions.
+It measures this checkout's code, or with ``PYTHONPATH=/other/checkout`` that one's
+(to compare versions; the header names the code measured).
 
     python benchmarks/hot_path.py
     python benchmarks/hot_path.py --rounds 9 --messages 8000
@@ -29,22 +30,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
-import aiohttp
-import orjson
-from _throughput_clients import SAMPLE
-from _throughput_relay import Relay, RelayProtocol
+ROOT = Path(__file__).resolve().parents[1]
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(1, str(ROOT))  # this checkout, not an installed copy
 
-from iotmp.protocol.codec import MessageDecoder, encode_message
-from iotmp.protocol.message import Message, MessageType
-from iotmp.protocol.speedups import active
-from iotmp.protocol.varint import encode_varint
-from iotmp.server.limits import ServerLimits
-from iotmp.server.testing import TestDevice, run_test_server
+import aiohttp  # noqa: E402
+import orjson  # noqa: E402
+from _throughput_clients import SAMPLE  # noqa: E402
+from _throughput_relay import Relay, RelayProtocol  # noqa: E402
+
+import iotmp  # noqa: E402
+from iotmp.protocol.codec import MessageDecoder, encode_message  # noqa: E402
+from iotmp.protocol.message import Message, MessageType  # noqa: E402
+from iotmp.protocol.speedups import active  # noqa: E402
+from iotmp.protocol.varint import encode_varint  # noqa: E402
+from iotmp.server.limits import ServerLimits  # noqa: E402
+from iotmp.server.testing import TestDevice, run_test_server  # noqa: E402
 
 BATCH = 20
 
@@ -229,7 +237,8 @@ def main() -> None:
     ratios = [o / r for o, r in zip(ours, relay, strict=True)]
     print(
         f"# rounds={args.rounds} messages={args.messages} uvloop={args.uvloop} "
-        f"codec={active()} python={sys.version.split()[0]}"
+        f"codec={active()} python={sys.version.split()[0]} "
+        f"code={Path(iotmp.__file__).parents[1]}"
     )
     print("system  µs/msg min / median")
     print(f"iotmp   {min(ours):.2f} / {statistics.median(ours):.2f}")
