@@ -339,8 +339,10 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", help="write every sample to this file")
     args = parser.parse_args()
-    systems = [s for s in args.systems.split(",") if s]
-    if args.server_path:
+    systems = list(dict.fromkeys(s for s in args.systems.split(",") if s))  # each once
+    if "before" in systems and not args.server_path:
+        parser.error("system 'before' needs --server-path")
+    if args.server_path and "before" not in systems:
         systems.insert(0, "before")
     if "mosquitto" in systems and not shutil.which(MOSQUITTO):
         systems.remove("mosquitto")
