@@ -21,8 +21,19 @@ iotmp / relay per round.
 It measures this checkout's code, or with ``PYTHONPATH=/other/checkout`` that one's
 (to compare versions; the header names the code measured).
 
+``--stages`` splits ours into the stages of a sample, by cutting the chain at one
+boundary after another (the callee replaced by a no-op, in this process only) and
+timing what is left: the decoder's ``feed``; the session's decode with its receive
+budget; its dispatch to the stream's ``on_data``; the stream hub (shared stream,
+subscriber rules); the socket's frame (dict and JSON); the outbox; the frame write.
+Each stage is the difference of two medians, so a stage of under 0.1 µs is noise.
+The cuts name attributes of the server's objects (``StreamHandle.on_data``,
+``Subscription._deliver``, ``Outbox.put`` / ``direct``): a refactor that renames one
+makes ``--stages`` fail loudly, not measure the wrong thing.
+
     python benchmarks/hot_path.py
     python benchmarks/hot_path.py --rounds 9 --messages 8000
+    python benchmarks/hot_path.py --uvloop --stages
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 if not os.environ.get("PYTHONPATH"):
@@ -58,10 +70,16 @@ BATCH = 20
 
 
 async def _time_calls(
-    receive: Callable[[bytes], None], frames: list[bytes], delivered: Callable[[], int]
+    receive: Callable[[bytes], object],
+    frames: list[bytes],
+    delivered: Callable[[], int] | None,
 ) -> float:
-    """µs per call of ``receive`` over ``frames``, with the loop run between batches."""
-    start = delivered()
+    """µs per call of ``receive`` over ``frames``, with the loop run between batches.
+
+    ``delivered`` counts the frames the subscriber got; every frame must arrive
+    (None: the chain was cut before the write, nothing arrives).
+    """
+    start = delivered() if delivered is not None else 0
     total = 0
     for first in range(0, len(frames), BATCH):
         batch = frames[first : first + BATCH]
@@ -70,9 +88,10 @@ async def _time_calls(
             receive(frame)
         total += time.perf_counter_ns() - began
         await asyncio.sleep(0.0005)
-    async with asyncio.timeout(10):
-        while delivered() - start < len(frames):  # noqa: ASYNC110 -- polls a counter
-            await asyncio.sleep(0.005)
+    if delivered is not None:
+        async with asyncio.timeout(10):
+            while delivered() - start < len(frames):  # noqa: ASYNC110 -- polls a counter
+                await asyncio.sleep(0.005)
     return total / len(frames) / 1000
 
 
@@ -102,8 +121,20 @@ RoundRunner = Callable[[int], Awaitable[float]]
 """Runs round ``n`` (fresh ``ts`` values) and returns µs per message."""
 
 
+class Ours:
+    """The running server's pieces that ``--stages`` cuts the chain at."""
+
+    def __init__(self, session: Any, subscription: Any, outbox: Any) -> None:
+        self.session = session
+        self.handle = next(iter(session._streams.values()))  # the one device stream
+        self.subscription = subscription
+        self.outbox = outbox
+        self.frames: Callable[[int], list[bytes]] = lambda rnd: []
+        self.timed: Callable[[Callable[[bytes], object], list[bytes], bool], Awaitable[float]]
+
+
 @contextlib.asynccontextmanager
-async def iotmp_system(messages: int) -> AsyncIterator[RoundRunner]:
+async def iotmp_system(messages: int, want: list[Ours] | None = None) -> AsyncIterator[RoundRunner]:
     limits = ServerLimits(
         min_stream_interval=0.01, device_message_rate=1e9, device_message_burst=10**9
     )
@@ -128,8 +159,8 @@ async def iotmp_system(messages: int) -> AsyncIterator[RoundRunner]:
                 orjson.loads(msg.data)
                 got[0] += 1
 
-        async def run_round(rnd: int) -> float:
-            frames = [
+        def frames(rnd: int) -> list[bytes]:
+            return [
                 encode_message(
                     Message.build(
                         MessageType.STREAM_DATA,
@@ -139,10 +170,25 @@ async def iotmp_system(messages: int) -> AsyncIterator[RoundRunner]:
                 )
                 for i in range(messages)
             ]
-            return await _time_calls(session.data_received, frames, lambda: got[0])
+
+        async def run_round(rnd: int) -> float:
+            return await _time_calls(session.data_received, frames(rnd), lambda: got[0])
+
+        async def timed(
+            receive: Callable[[bytes], object], batch: list[bytes], delivered: bool
+        ) -> float:
+            return await _time_calls(receive, batch, (lambda: got[0]) if delivered else None)
 
         reader = asyncio.create_task(read())
         try:
+            if want is not None:
+                stream = server.server.hub.stream("d0", "bench")
+                assert stream is not None and len(stream.subscribers) == 1
+                subscription = stream.subscribers[0]
+                socket: Any = cast("Any", subscription._deliver).__self__
+                want.append(Ours(session, subscription, socket.outbox))
+                want[0].frames = frames
+                want[0].timed = timed
             yield run_round
         finally:
             reader.cancel()
@@ -221,25 +267,90 @@ async def measure(rounds: int, messages: int) -> tuple[list[float], list[float]]
     return ours, relay
 
 
+STAGES = (
+    "decoder feed",
+    "decode: budget, checks",
+    "session: dispatch to on_data",
+    "stream hub: subscriber rules",
+    "socket: frame dict, JSON",
+    "outbox",
+    "frame write",
+)
+
+
+async def _cut_rounds(ours: Ours, rnd: int) -> list[float]:
+    """One round of each cut, shortest chain first: µs per sample up to each boundary."""
+    session, handle, sub, outbox = ours.session, ours.handle, ours.subscription, ours.outbox
+    frames = ours.frames(rnd)
+    decoder = MessageDecoder(session._decoder.limits)
+    on_data, deliver, put, direct = handle.on_data, sub._deliver, outbox.put, outbox.direct
+    if direct is None:
+        raise SystemExit("--stages needs the direct frame writer (no compression)")
+    cuts: list[float] = [
+        await ours.timed(decoder.feed, frames, False),
+        await ours.timed(session._decode, ours.frames(rnd), False),
+    ]
+    try:
+        handle.on_data = lambda value: None
+        cuts.append(await ours.timed(session.data_received, ours.frames(rnd), False))
+        handle.on_data = on_data
+        sub._deliver = lambda resource, value: None
+        cuts.append(await ours.timed(session.data_received, ours.frames(rnd), False))
+        sub._deliver = deliver
+        outbox.put = lambda text: None
+        cuts.append(await ours.timed(session.data_received, ours.frames(rnd), False))
+        outbox.put = put
+        outbox.direct = lambda text: True
+        cuts.append(await ours.timed(session.data_received, ours.frames(rnd), False))
+        outbox.direct = direct
+    finally:
+        handle.on_data, sub._deliver, outbox.put, outbox.direct = on_data, deliver, put, direct
+    cuts.append(await ours.timed(session.data_received, ours.frames(rnd), True))
+    return cuts
+
+
+async def measure_stages(rounds: int, messages: int) -> list[list[float]]:
+    """Per round, µs per sample up to each boundary (see the module docstring)."""
+    want: list[Ours] = []
+    async with iotmp_system(messages, want) as run_ours:
+        await run_ours(rounds)  # warm-up, and the stream echo
+        return [await _cut_rounds(want[0], rounds + 1 + rnd) for rnd in range(rounds)]
+
+
+def print_stages(rows: list[list[float]]) -> None:
+    medians = [statistics.median(col) for col in zip(*rows, strict=True)]
+    print("stage                            µs/sample (median)  cumulative")
+    previous = 0.0
+    for name, cumulative in zip(STAGES, medians, strict=True):
+        print(f"{name:32s} {cumulative - previous:8.2f}          {cumulative:8.2f}")
+        previous = cumulative
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="split ours into its stages")
     args = parser.parse_args()
-
+    run: Callable[[Any], Any] = asyncio.run
     if args.uvloop:
         import uvloop  # noqa: PLC0415
 
-        ours, relay = uvloop.run(measure(args.rounds, args.messages))
-    else:
-        ours, relay = asyncio.run(measure(args.rounds, args.messages))
-    ratios = [o / r for o, r in zip(ours, relay, strict=True)]
-    print(
+        run = uvloop.run
+    header = (
         f"# rounds={args.rounds} messages={args.messages} uvloop={args.uvloop} "
         f"codec={active()} python={sys.version.split()[0]} "
         f"code={Path(iotmp.__file__).parents[1]}"
     )
+    if args.stages:
+        rows = run(measure_stages(args.rounds, args.messages))
+        print(header)
+        print_stages(rows)
+        return
+    ours, relay = run(measure(args.rounds, args.messages))
+    ratios = [o / r for o, r in zip(ours, relay, strict=True)]
+    print(header)
     print("system  µs/msg min / median")
     print(f"iotmp   {min(ours):.2f} / {statistics.median(ours):.2f}")
     print(f"relay   {min(relay):.2f} / {statistics.median(relay):.2f}")
