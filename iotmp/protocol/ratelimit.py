@@ -31,11 +31,14 @@ class TokenBucket:
     def take(self, count: int = 1) -> bool:
         """Spend ``count`` tokens; False (nothing spent) when there are not enough."""
         now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        tokens = self._tokens + (now - self._stamp) * self.rate
+        if tokens > self.burst:  # (not min(): this runs for every received chunk)
+            tokens = self.burst
         self._stamp = now
-        if self._tokens < count:
+        if tokens < count:
+            self._tokens = tokens
             return False
-        self._tokens -= count
+        self._tokens = tokens - count
         return True
 
 

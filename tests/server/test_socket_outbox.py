@@ -120,5 +120,7 @@ def test_text_frame_headers() -> None:
     assert text_frame(b"hi") == b"\x81\x02hi"
     assert text_frame(b"x" * 125)[:2] == b"\x81\x7d"
     assert text_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
+    assert text_frame(b"x" * 1023) == b"\x81\x7e\x03\xff" + b"x" * 1023
+    assert text_frame(b"x" * 1024) == b"\x81\x7e\x04\x00" + b"x" * 1024
     assert text_frame(b"x" * 65535)[:4] == b"\x81\x7e\xff\xff"
     assert text_frame(b"x" * 65536)[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
