@@ -32,7 +32,7 @@ class TokenBucket:
         """Spend ``count`` tokens; False (nothing spent) when there are not enough."""
         now = self._clock()
         tokens = self._tokens + (now - self._stamp) * self.rate
-        if tokens > self.burst:  # (not min(): this runs for every received chunk)
+        if tokens > self.burst:  # noqa: PLR1730 -- not min(): this runs for every received chunk
             tokens = self.burst
         self._stamp = now
         if tokens < count:

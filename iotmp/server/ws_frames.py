@@ -27,7 +27,7 @@ DIRECT_WRITE_LIMIT: Final = 64 * 1024
 
 
 def _header(size: int) -> bytes:
-    """The header of an unmasked FIN TEXT frame of ``size`` payload bytes."""
+    """Return the header of an unmasked FIN TEXT frame of ``size`` payload bytes."""
     if size < 126:
         return bytes((_FIN_TEXT, size))
     if size < 65536:
