@@ -1,10 +1,14 @@
-"""Build hook: compile the optional Cython codec into the wheel.
+"""Build hook: compile the optional Cython codec and sample path into the wheel.
 
 The pure-Python modules ``iotmp/protocol/{varint,pson,pson_legacy,codec}.py`` are the
 reference and the fallback. When Cython and a C compiler are available, each is
 also compiled, from the same source plus its ``.pxd`` (Cython's pure-Python mode,
 as aioesphomeapi does), into a sibling extension ``_<name>_c`` that
 ``iotmp.protocol`` prefers at import (``IOTMP_NO_EXTENSIONS=1`` turns it off).
+Two Cython-only modules (``.pyx``, as aiohttp's parser is) are compiled with them:
+``iotmp/protocol/_pson_json_c`` (PSON to JSON) and ``iotmp/server/_sample_path_c``
+(the server's compiled sample path); without them the server takes its Python path,
+which is their reference.
 The wheel is then tagged for the interpreter and platform that built it; without
 Cython or a compiler, or with ``IOTMP_PURE_BUILD=1``, it stays a pure wheel.
 
@@ -30,6 +34,11 @@ from typing import Any
 # rewritten to their compiled copies, so that compiled modules call compiled ones.
 MODULES: tuple[str, ...] = ("varint", "pson", "pson_legacy", "codec")
 PACKAGE = Path("iotmp") / "protocol"
+# Cython-only modules, after MODULES (a .pxd beside one is for others to cimport).
+PYX_MODULES: tuple[Path, ...] = (
+    PACKAGE / "_pson_json_c",
+    Path("iotmp") / "server" / "_sample_path_c",
+)
 DIRECTIVES = {
     "language_level": "3",
     "binding": False,
@@ -98,22 +107,36 @@ def build_extensions(root: Path, out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="iotmp-cython-") as tmp:
         work = Path(tmp) / PACKAGE
         work.mkdir(parents=True)
-        for init in (Path(tmp) / "iotmp" / "__init__.py", work / "__init__.py"):
-            init.write_text("")
+        (Path(tmp) / "iotmp" / "server").mkdir()
+        for init in ("iotmp", "iotmp/protocol", "iotmp/server"):
+            (Path(tmp) / init / "__init__.py").write_text("")
+        sources: list[tuple[Path, str]] = []  # (Cython source in tmp, module name)
         for name in MODULES:
             source = _compiled_imports((root / PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
             py = work / f"_{name}_c.py"
             py.write_text(source, encoding="utf-8")
             shutil.copy(root / PACKAGE / f"{name}.pxd", work / f"_{name}_c.pxd")
+            sources.append((py, f"iotmp.protocol._{name}_c"))
+        for module in PYX_MODULES:
+            for ext in (".pyx", ".pxd"):
+                if (root / module).with_suffix(ext).exists():
+                    shutil.copy(
+                        (root / module).with_suffix(ext), (Path(tmp) / module).with_suffix(ext)
+                    )
+            sources.append(((Path(tmp) / module).with_suffix(".pyx"), ".".join(module.parts)))
+        for py, full_name in sources:
             options = CompilationOptions(
                 compiler_directives=DIRECTIVES,
                 language_level=3,
+                include_path=[tmp],
                 output_file=str(py.with_suffix(".c")),
             )
-            result = compile_single(str(py), options, full_module_name=f"iotmp.protocol._{name}_c")
+            result = compile_single(str(py), options, full_module_name=full_name)
             if result.num_errors:
-                raise RuntimeError(f"Cython failed on {name}.py")
-            so = target / f"_{name}_c{suffix}"
+                raise RuntimeError(f"Cython failed on {py.name}")
+            *package, module_name = full_name.split(".")
+            so = out_dir.joinpath(*package) / f"{module_name}{suffix}"
+            so.parent.mkdir(parents=True, exist_ok=True)
             cmd = [
                 *cc,
                 "-shared",

@@ -282,10 +282,28 @@ class StreamHandle:
         self.on_data = on_data
         self.initial: Any = None
         """PAYLOAD of the OK that accepted the stream (None when absent)."""
-        self.last_message: Message | None = None
-        """The most recent STREAM_DATA received on this stream."""
+        self._last_message: Message | None = None
+        self._last_frame: bytes | None = None  # the last STREAM_DATA still undecoded
         self.closed = False
         self._buffer: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(1, buffer_size))
+
+    @property
+    def last_message(self) -> Message | None:
+        """The most recent STREAM_DATA received on this stream.
+
+        A sample the session's ``fast_path`` handled is kept as its bytes and decoded
+        here, on first use.
+        """
+        frame = self._last_frame
+        if frame is not None:
+            self._last_frame = None
+            self._last_message = decode_message(frame, self.session.config.limits)
+        return self._last_message
+
+    @last_message.setter
+    def last_message(self, message: Message | None) -> None:
+        self._last_message = message
+        self._last_frame = None
 
     async def stop(self, *, timeout: float | None = None) -> None:
         """Send STOP_STREAM and forget the stream (no-op when already closed)."""
@@ -446,6 +464,7 @@ class Session:
         "close_reason",
         "closed",
         "config",
+        "fast_path",
         "handler",
         "info",
         "keep_alive",
@@ -489,6 +508,9 @@ class Session:
         """Resolves with the close reason once the session is fully closed."""
 
         self._decoder = MessageDecoder(self.config.limits)
+        self.fast_path: Callable[[bytes], bool] | None = None
+        """Offered each received chunk first (the server's compiled sample path): True
+        when it did with the chunk exactly what the session would have done."""
         self._backlog: list[Message] = []  # decoded during the handshake, not yet dispatched
         # Push transports (Transport.pushes): chunks arrive in data_received and are
         # handled there; a reader task exists only while some work must be awaited,
@@ -1205,6 +1227,14 @@ class Session:
             self._to_inbox(data)
             return
         try:
+            fast = self.fast_path
+            if (
+                fast is not None
+                and not self._worker_busy
+                and (self._work is None or self._work.empty())
+                and fast(data)
+            ):
+                return
             reason = self._handle_now(data)
         except Exception:
             _LOGGER.exception("%s: reader failed", self.name)
@@ -1351,7 +1381,8 @@ class Session:
             stream_id = message.stream_id
         handle = self._streams.get(stream_id)
         if handle is not None:
-            handle.last_message = message
+            handle._last_message = message
+            handle._last_frame = None
             payload = message.fields.get(_PAYLOAD)
             callback = handle.on_data
             if callback is None:

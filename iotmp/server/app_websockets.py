@@ -41,9 +41,9 @@ from .event_filters import EventFilter, FilterError
 from .http_api import MSG_DEVICE_OFFLINE, ApiError, DeviceOps, authorize, dumps_bytes
 from .registry import DeviceState, now_ms
 from .socket_outbox import Outbox
-from .streams import Subscription
+from .streams import SampleSink, Subscription
 from .ws_close import close_code, close_reason, frame_style
-from .ws_frames import frame_writer
+from .ws_frames import FrameWriter, frame_writer
 
 if TYPE_CHECKING:
     from .app import IotmpServer
@@ -63,6 +63,7 @@ class AppSocket:
         self.manager = manager
         self.ws = ws
         self.name = name
+        self.writer: FrameWriter | None = None
         limits = manager.server.config.limits
         self.outbox = Outbox(
             name,
@@ -83,6 +84,8 @@ class AppSocket:
         writer = frame_writer(self.ws)
         if writer is not None:
             self.outbox.direct = writer.try_write
+            self.writer = writer
+            self.writer_ready()
         self._sender = asyncio.get_running_loop().create_task(
             self.outbox.run(self._send_text, writer.write_many if writer is not None else None),
             name=f"iotmp-ws-send {self.name}",
@@ -104,6 +107,9 @@ class AppSocket:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
+
+    def writer_ready(self) -> None:
+        """Take note that the socket has a direct frame writer from now on (``self.writer``)."""
 
     async def _send_text(self, text: bytes) -> None:
         await self.ws.send_str(text.decode())  # not hot: only without a frame writer
@@ -243,7 +249,21 @@ class ResourceSocket(AppSocket):
             self.subscriptions[resource] = sub
         else:
             sub.interval = interval
+        sub.sink = self._sink(resource)
         hub.subscribe(sub)
+
+    def _sink(self, resource: str) -> SampleSink | None:
+        """Where the compiled sample path may write this resource's data frames."""
+        writer = self.writer
+        if writer is None or self.frames == "legacy":
+            return None
+        prefix = b'{"resource":' + dumps_bytes(resource) + b',"signal":"data","payload":'
+        return SampleSink(self.outbox, self.ws, writer.transport, prefix)
+
+    def writer_ready(self) -> None:
+        """Let the compiled sample path write this socket's data frames."""
+        for resource, sub in self.subscriptions.items():
+            sub.sink = self._sink(resource)
 
     def unsubscribe(self, resource: str) -> None:
         """Drop the subscription to ``resource``."""

@@ -31,11 +31,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from iotmp.protocol import pson
 from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
+from iotmp.protocol.limits import MAX_DEPTH_CAP
+
+from .ws_frames import DIRECT_WRITE_LIMIT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,6 +75,39 @@ push and the server's read-back after a write, or a push and a sample in one tic
 def _same(a: Any, b: Any) -> bool:
     """Equal values of the same type (``True`` is not ``1`` here)."""
     return a is not _NOTHING and type(a) is type(b) and a == b
+
+
+class RawValue:
+    """A value the compiled sample path delivered, kept as its PSON bytes.
+
+    :meth:`Subscription.offer` decodes it when the Python path needs the value.
+    """
+
+    __slots__ = ("max_depth", "raw")
+
+    def __init__(self, raw: bytes, max_depth: int) -> None:
+        self.raw = raw
+        self.max_depth = max_depth
+
+    def decode(self) -> Any:
+        """Return the value (the bytes were valid PSON when they were delivered)."""
+        return pson.decode(self.raw, max_depth=self.max_depth)
+
+
+class SampleSink:
+    """Where the compiled sample path may write a subscriber's data frames itself.
+
+    Given by a subscriber whose frames are the default style and whose socket has a
+    direct writer: the frame is ``prefix`` + the value's JSON + ``}``.
+    """
+
+    __slots__ = ("outbox", "prefix", "transport", "ws")
+
+    def __init__(self, outbox: Any, ws: Any, transport: Any, prefix: bytes) -> None:
+        self.outbox = outbox
+        self.ws = ws
+        self.transport = transport
+        self.prefix = prefix
 
 
 class Subscription:
@@ -121,6 +159,8 @@ class Subscription:
         self.clock: Callable[[], float] = time.monotonic
         self._held: Any = _NOTHING
         self._held_timer: asyncio.TimerHandle | None = None
+        self.sink: SampleSink | None = None
+        """Set by a subscriber the compiled sample path may write to (else None)."""
 
     @property
     def interval(self) -> float:
@@ -151,6 +191,8 @@ class Subscription:
         """
         if self.pending_first:
             return self._send(value, now)
+        if type(self.last_value) is RawValue:  # delivered by the compiled path
+            self.last_value = self.last_value.decode()
         if echo or self.interval_ms == 0:
             repeated = _same(value, self.last_value) and (
                 (stream_ms > 0 and not echo) or self._recent(now, DUPLICATE_WINDOW)
@@ -227,6 +269,8 @@ class ResourceStream:
         self._dirty = False
         self._restart = False
         self._task: asyncio.Task[None] | None = None
+        self._route: tuple[Any, int, Subscription] | None = None
+        """(SamplePath, stream id, subscriber) while the compiled path may take samples."""
 
     @property
     def desired_interval_ms(self) -> int | None:
@@ -251,6 +295,7 @@ class ResourceStream:
 
     def forget_device_stream(self) -> None:
         """Forget the device stream: the device went away and its stream ids are dead."""
+        self._unroute()
         self.handle = None
         self.link = None
         self.interval_ms = None
@@ -278,6 +323,7 @@ class ResourceStream:
             self.hub._drop(self)
 
     async def _stop(self, link: StreamLink) -> None:
+        self._unroute()
         handle, self.handle = self.handle, None
         self.interval_ms = None
         self.link = None
@@ -336,7 +382,10 @@ class ResourceStream:
         stream_ms = self.interval_ms or 0
         subscribers = self.subscribers
         if len(subscribers) == 1:  # the usual case: nothing to share, one gate at most
-            gate = subscribers[0].offer(value, now, stream_ms, echo=echo)
+            sub = subscribers[0]
+            gate = sub.offer(value, now, stream_ms, echo=echo)
+            if _SamplePath is not None and (self._route is None or self._route[2] is not sub):
+                self._try_route(sub)
             return _NO_GATES if gate is None else [gate]
         gates: list[asyncio.Event] = []
         hub.frame_memo = {}
@@ -349,9 +398,65 @@ class ResourceStream:
             hub.frame_memo = None
         return gates
 
+    def _try_route(self, sub: Subscription) -> None:
+        """Hand later samples to the session's compiled sample path, where it can take them.
+
+        The route stays until the device stream stops; the compiled path checks on
+        every sample that the conditions still hold and leaves the sample to Python
+        otherwise (see ``_sample_path_c``).
+        """
+        sink = sub.sink
+        session = getattr(self.link, "session", None)
+        handle = self.handle
+        stream_id = getattr(handle, "stream_id", None)
+        if sink is None or session is None or type(stream_id) is not int or sub.interval_ms:
+            self._unroute()
+            return
+        path = session.fast_path
+        if path is None:
+            path = session.fast_path = _SamplePath(session)
+        limits = session.config.limits
+        assert _Route is not None
+        path.routes[stream_id] = _Route(
+            handle,
+            self,
+            sub,
+            sink.outbox,
+            sink.ws,
+            sink.transport,
+            self.hub,
+            session._rx_budget,
+            sink.prefix,
+            min(limits.max_depth, MAX_DEPTH_CAP),
+            limits.max_message_size,
+        )
+        self._route = (path, stream_id, sub)
+
+    def _unroute(self) -> None:
+        if self._route is not None:
+            path, stream_id, _ = self._route
+            self._route = None
+            path.routes.pop(stream_id, None)
+
 
 _NO_GATES: list[asyncio.Event] = []
 """Returned (never changed) when no subscriber is behind."""
+
+
+def _sample_path() -> tuple[Any, Any]:
+    """Return the compiled sample path's classes, or (None, None) to use the Python path."""
+    from iotmp.protocol.speedups import ENV_NO_EXTENSIONS  # noqa: PLC0415
+
+    if os.environ.get(ENV_NO_EXTENSIONS, "") not in ("", "0"):
+        return None, None
+    try:
+        from . import _sample_path_c  # type: ignore[attr-defined]  # noqa: PLC0415
+    except ImportError:
+        return None, None
+    _sample_path_c.configure(
+        RawValue, _NOTHING, _same, DUPLICATE_WINDOW, DIRECT_WRITE_LIMIT, pson.decode
+    )
+    return _sample_path_c.SamplePath, _sample_path_c.Route
 
 
 async def _wait_all(gates: list[asyncio.Event]) -> None:
@@ -456,3 +561,6 @@ class StreamHub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._streams.clear()
+
+
+_SamplePath, _Route = _sample_path()

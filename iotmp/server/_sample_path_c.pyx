@@ -1,0 +1,186 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The compiled sample path: a device's STREAM_DATA to its one WebSocket subscriber.
+
+Compiled only. :class:`SamplePath` is a session's ``fast_path``: the session offers it
+each received chunk, and it either does exactly what the Python path would do with it
+(decode, receive budget, stream hub rules, frame, direct write) and returns True, or
+touches nothing and returns False (the Python path then does it). It takes a chunk
+only when all of this holds; everything else is the Python path's:
+
+* the chunk is one whole STREAM_DATA with a one-byte type and size, the stream id as
+  a varint and the payload as PSON, and the decoder holds nothing;
+* the stream has a :class:`Route` (installed by ``streams.ResourceStream`` for one
+  interval-0 subscriber of a WebSocket with the direct writer) that is still current:
+  same stream handle, one subscriber, no held value, not waiting for its echo;
+* the payload transcodes (``_pson_json_c``), and the repeat rule can be decided (the
+  last value delivered is one this path delivered, compared with ``same_at``, or a
+  Python value compared with the hub's ``_same`` after one decode);
+* the receive budget has a token, and the socket takes a direct write now.
+
+Then the subscription's bookkeeping is the Python path's (``last_delivery``,
+``deliveries``, ``last_value`` as a :class:`~iotmp.server.streams.RawValue` decoded
+on first use) and the stream handle's ``last_message`` decodes the kept chunk on first
+use.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+from iotmp.protocol._pson_json_c cimport Out, _put, same_at, transcode_into
+
+# The stream hub's rules and types, given by iotmp.server.streams (configure()), which
+# imports this module: no import cycle, and one definition of each.
+cdef double _WINDOW = 0.0
+cdef Py_ssize_t _WRITE_LIMIT = 0
+cdef object _RawValue = None
+cdef object _Nothing = None
+cdef object _same_values = None
+cdef object _decode = None
+
+
+def configure(raw_value, nothing, same, double window, Py_ssize_t write_limit, decode):
+    """Bind the hub's ``RawValue``, ``_NOTHING``, ``_same``, ``DUPLICATE_WINDOW``, the
+    direct-write limit and the PSON decoder (called once by ``streams``)."""
+    global _RawValue, _Nothing, _same_values, _WINDOW, _WRITE_LIMIT, _decode
+    _RawValue, _Nothing, _same_values = raw_value, nothing, same
+    _WINDOW, _WRITE_LIMIT, _decode = window, write_limit, decode
+
+
+cdef class Route:
+    """Where one device stream's samples go on the compiled path (see the module)."""
+
+    cdef public object handle, stream, sub, outbox, ws, transport, hub, budget
+    cdef public bytes prefix
+    cdef public int max_depth
+    cdef public Py_ssize_t max_size
+    cdef public long taken
+
+    def __init__(self, handle, stream, sub, outbox, ws, transport, hub, budget,
+                 bytes prefix, int max_depth, Py_ssize_t max_size):
+        self.handle = handle
+        self.stream = stream
+        self.sub = sub
+        self.outbox = outbox
+        self.ws = ws
+        self.transport = transport
+        self.hub = hub
+        self.budget = budget
+        self.prefix = prefix
+        self.max_depth = max_depth
+        self.max_size = max_size
+        self.taken = 0
+
+
+cdef class SamplePath:
+    """A session's compiled path for the samples of its routed streams."""
+
+    cdef public dict routes
+    cdef public object session
+    cdef Out out
+
+    def __init__(self, session):
+        self.session = session
+        self.routes = {}
+
+    def __call__(self, object data):
+        cdef const unsigned char* p
+        cdef Py_ssize_t end, pos, start
+        cdef uint64_t sid = 0
+        cdef unsigned char b
+        cdef int shift = 0, verdict
+        cdef Route route
+        cdef Out* o = &self.out
+        cdef object sub, stream, last, transport, outbox
+        cdef double now
+        cdef Py_ssize_t size
+        if type(data) is not bytes:
+            return False
+        p = <const unsigned char*>PyBytes_AS_STRING(data)
+        end = PyBytes_GET_SIZE(data)
+        if end < 4 or p[0] != 0x0A or p[1] >= 0x80 or p[1] + 2 != end or p[2] != 0x08:
+            return False
+        pos = 3
+        while True:  # the stream id: a varint of at most 5 bytes (32 bits)
+            if pos >= end or shift > 28:
+                return False
+            b = p[pos]
+            pos += 1
+            sid |= (<uint64_t>(b & 0x7F)) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        if sid >= (<uint64_t>1 << 32) or pos >= end or p[pos] != 0x1A:
+            return False
+        start = pos + 1
+        obj = self.routes.get(sid)
+        if obj is None:
+            return False
+        route = <Route>obj
+        if end - 2 > route.max_size:
+            return False
+        session = self.session
+        if session._streams.get(sid) is not route.handle or session._decoder.buffered:
+            return False
+        sub = route.sub
+        stream = route.stream
+        if (sub.pending_first or sub.interval_ms != 0 or stream.interval_ms
+                or stream.handle is not route.handle or len(stream.subscribers) != 1
+                or stream.subscribers[0] is not sub or sub._held is not _Nothing
+                or sub._held_timer is not None):
+            return False
+        outbox = route.outbox
+        transport = route.transport
+        if (outbox.overflowed or outbox._frames or outbox._sending or route.ws.closed
+                or transport.is_closing() or transport.get_write_buffer_size() > _WRITE_LIMIT):
+            return False
+        # The frame: 4 bytes kept for the WebSocket header, then the JSON text.
+        o.n = 4
+        if not _put(o, PyBytes_AS_STRING(route.prefix), PyBytes_GET_SIZE(route.prefix)):
+            return False
+        if transcode_into(o, p, start, end, route.max_depth) < 0 or not _put(o, b"}", 1):
+            return False
+        payload = None
+        last = sub.last_value
+        if type(last) is _RawValue:
+            raw = (<object>last).raw
+            verdict = same_at(p + start, end - start, <const unsigned char*>PyBytes_AS_STRING(raw),
+                              PyBytes_GET_SIZE(raw), route.max_depth)
+            if verdict < 0:
+                return False
+        elif last is _Nothing:
+            verdict = 0
+        else:  # delivered by the Python path: one decode, then this path's own values
+            payload = PyBytes_FromStringAndSize(<const char*>p + start, end - start)
+            verdict = 1 if _same_values(_decode(payload, max_depth=route.max_depth), last) else 0
+        budget = route.budget
+        if budget is not None and not budget.take(1):
+            return False  # the Python path closes the session, as it would have
+        # From here on the sample is this path's: do what the Python path does.
+        handle = route.handle
+        handle._last_message = None
+        handle._last_frame = data
+        now = route.hub.clock()
+        if verdict == 1 and sub.last_delivery is not None and now - sub.last_delivery < _WINDOW:
+            return True  # a repeat: dropped
+        size = o.n - 4
+        if size < 126:
+            o.buf[2] = <char>0x81
+            o.buf[3] = <char>size
+            frame = PyBytes_FromStringAndSize(o.buf + 2, o.n - 2)
+        elif size < 65536:
+            o.buf[0] = <char>0x81
+            o.buf[1] = <char>126
+            o.buf[2] = <char>((size >> 8) & 0xFF)
+            o.buf[3] = <char>(size & 0xFF)
+            frame = PyBytes_FromStringAndSize(o.buf, o.n)
+        else:
+            return False  # (cannot happen: the buffer is smaller)
+        if payload is None:
+            payload = PyBytes_FromStringAndSize(<const char*>p + start, end - start)
+        sub.last_delivery = now
+        sub.last_value = _RawValue(payload, route.max_depth)
+        sub.deliveries += 1
+        route.taken += 1
+        transport.write(frame)
+        return True

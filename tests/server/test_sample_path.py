@@ -1,0 +1,265 @@
+"""The compiled sample path gives subscribers exactly what the Python path gives.
+
+Each test runs twice: with the compiled path (``_sample_path_c``, when built) and with
+it switched off. A raw device streams chosen STREAM_DATA frames; application
+WebSockets receive them. Frames, repeats dropped, the device's fate on bad input and
+the stream's last message must be the same both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+
+from iotmp.protocol.codec import MessageDecoder, decode_message, encode_message
+from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.varint import encode_varint
+from iotmp.server import streams
+from iotmp.server.http_api import dumps_bytes
+from iotmp.server.limits import ServerLimits
+from iotmp.server.testing import TestDevice, TestServer, run_test_server
+
+try:
+    from iotmp.server import _sample_path_c  # type: ignore[attr-defined]
+except ImportError:
+    if os.environ.get("IOTMP_REQUIRE_EXTENSIONS") == "1":
+        raise  # a wheel built with the compiler must carry it
+    _sample_path_c = None
+
+# (IOTMP_NO_EXTENSIONS=1 leaves the module importable but switched off)
+PATHS = ["python"] + (["compiled"] if streams._SamplePath is not None else [])
+SAMPLE = {"temperature": 23.5, "humidity": 60, "pressure": 1013, "label": "outdoor"}
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(streams, "_SamplePath", None)
+    return str(request.param)
+
+
+@dataclass
+class Rig:
+    server: TestServer
+    writer: asyncio.StreamWriter
+    stream_ids: list[int]  # every START_STREAM's id, the current one last
+    ws: aiohttp.ClientWebSocketResponse
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def stream_id(self) -> int:
+        return self.stream_ids[-1]
+
+    def frame(self, payload: Any, *, raw: bytes | None = None) -> bytes:
+        if raw is not None:
+            body = b"\x08" + encode_varint(self.stream_id) + b"\x1a" + raw
+            return b"\x0a" + encode_varint(len(body)) + body
+        return encode_message(
+            Message.build(MessageType.STREAM_DATA, stream_id=self.stream_id, payload=payload)
+        )
+
+    async def send(self, *frames: bytes, gap: float = 0.002) -> None:
+        for frame in frames:
+            self.writer.write(frame)  # one chunk each, as a device sends them
+            await self.writer.drain()
+            await asyncio.sleep(gap)
+
+    async def texts(self, count: int, wait: float = 3.0) -> list[str]:
+        got: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                while len(got) < count:
+                    msg = await self.ws.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    got.append(msg.data)
+        return got
+
+    def routes(self) -> list[Any]:
+        session = _session(self.server)
+        if session is None or session.fast_path is None:
+            return []
+        return list(session.fast_path.routes.values())
+
+
+def _session(server: TestServer) -> Any:
+    link = server.device("d0").link
+    return None if link is None else link.session
+
+
+async def _device(
+    port: int,
+    started: asyncio.Future[int],
+    rig_closed: asyncio.Event,
+    writer_box: list[asyncio.StreamWriter],
+    ids: list[int],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer_box.append(writer)
+    writer.write(
+        encode_message(
+            Message.build(MessageType.CONNECT, stream_id=1, payload=["alice", "d0", "pw"])
+        )
+    )
+    decoder = MessageDecoder()
+    try:
+        while data := await reader.read(65536):
+            for msg in decoder.feed(data):
+                if msg.type == MessageType.DESCRIBE:
+                    writer.write(
+                        encode_message(
+                            Message.build(
+                                MessageType.OK, stream_id=msg.stream_id, payload={"s": {"fn": 3}}
+                            )
+                        )
+                    )
+                elif msg.type in (MessageType.START_STREAM, MessageType.STOP_STREAM):
+                    writer.write(
+                        encode_message(Message.build(MessageType.OK, stream_id=msg.stream_id))
+                    )
+                    if msg.type == MessageType.START_STREAM:
+                        ids.append(msg.stream_id)
+                        if not started.done():
+                            started.set_result(msg.stream_id)
+    finally:
+        rig_closed.set()
+
+
+@contextlib.asynccontextmanager
+async def _rig(
+    http: aiohttp.ClientSession, limits: ServerLimits | None = None
+) -> AsyncIterator[Rig]:
+    limits = limits or ServerLimits(min_stream_interval=0.01)
+    async with run_test_server([TestDevice("d0", credential="pw")], limits=limits) as server:
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        closed = asyncio.Event()
+        box: list[asyncio.StreamWriter] = []
+        ids: list[int] = []
+        task = asyncio.create_task(_device(server.tcp_port, started, closed, box, ids))
+        await server.wait_device_connected("d0")
+        url = f"{server.ws_url}/v3/users/alice/devices/d0/resources/s?interval=0"
+        ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {server.token}"})
+        await asyncio.wait_for(started, 5)
+        rig = Rig(server, box[0], ids, ws, closed)
+        try:
+            yield rig
+        finally:
+            await ws.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+
+
+def _expected(payload: Any) -> str:
+    return dumps_bytes({"resource": "s", "signal": "data", "payload": payload}).decode()
+
+
+PAYLOADS: list[Any] = [
+    {**SAMPLE, "ts": 1},
+    {**SAMPLE, "ts": 2},
+    {"a": [1, 2.5, True, None, False], "b": {"c": -5, "d": ""}, "e": []},
+    {"x": 21.6, "y": 0.1, "z": 1e300},  # a float with an exponent: the Python path
+    {"name": "café"},  # non-ASCII: the Python path
+    {"q": 'say "hi"'},  # escapes: the Python path
+    [1, 2, 3],
+    "text",
+    {**SAMPLE, "ts": 3},
+]
+
+
+async def test_frames_are_the_same_both_ways(http: aiohttp.ClientSession, path: str) -> None:
+    async with _rig(http) as rig:
+        await rig.send(*(rig.frame(p) for p in PAYLOADS))
+        got = await rig.texts(len(PAYLOADS))
+        want = [_expected(decode_message(rig.frame(p)).fields[3]) for p in PAYLOADS]
+        assert got == want
+        taken = sum(r.taken for r in rig.routes())
+        if path == "compiled":
+            assert taken >= 5  # the plain ones after the first went the compiled way
+        else:
+            assert taken == 0
+
+
+async def test_repeats_are_dropped_alike(http: aiohttp.ClientSession, path: str) -> None:
+    a, b = {**SAMPLE, "ts": 1}, {**SAMPLE, "ts": 2}
+    async with _rig(http) as rig:
+        await rig.send(*(rig.frame(p) for p in (a, a, b, b, a, {"k": 1}, {"k": True}, {"k": 1.5})))
+        got = await rig.texts(10, wait=1.0)
+        # a repeat of the last value delivered (within the window) is dropped;
+        # {"k": True} equals {"k": 1} for the hub
+        assert got == [_expected(v) for v in (a, b, a, {"k": 1}, {"k": 1.5})]
+
+
+async def test_same_map_in_another_key_order_is_a_repeat(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    async with _rig(http) as rig:
+        await rig.send(
+            rig.frame({"a": 1, "b": 2}), rig.frame({"b": 2, "a": 1}), rig.frame({"a": 3})
+        )
+        assert await rig.texts(3, wait=1.0) == [_expected({"a": 1, "b": 2}), _expected({"a": 3})]
+
+
+async def test_bad_payload_closes_the_device_alike(http: aiohttp.ClientSession, path: str) -> None:
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        await rig.send(rig.frame(None, raw=b"\xc2\x81a\x01"))  # map of 2, one entry
+        async with asyncio.timeout(5):
+            await rig.closed.wait()  # the server closed the device's connection
+        assert rig.server.device("d0").link is None or rig.server.device("d0").link.closed
+
+
+async def test_rate_limit_closes_the_device_alike(http: aiohttp.ClientSession, path: str) -> None:
+    limits = ServerLimits(min_stream_interval=0.01, device_message_rate=50, device_message_burst=60)
+    async with _rig(http, limits) as rig:
+        with contextlib.suppress(ConnectionError):  # closed while it still sends
+            await rig.send(*(rig.frame({**SAMPLE, "ts": i}) for i in range(200)), gap=0)
+        async with asyncio.timeout(5):
+            await rig.closed.wait()
+        got = await rig.texts(200, wait=0.5)
+        assert 10 <= len(got) < 200  # the burst went through, then the device was closed
+
+
+async def test_a_second_subscriber_gets_every_frame_too(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        url = f"{rig.server.ws_url}/v3/users/alice/devices/d0/resources/s?interval=0"
+        other = await http.ws_connect(url, headers={"Authorization": f"Bearer {rig.server.token}"})
+        async with asyncio.timeout(5):  # the stream restarts for the new subscriber set
+            while len(rig.stream_ids) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        payloads = [{**SAMPLE, "ts": t} for t in range(10, 20)]
+        await rig.send(*(rig.frame(p) for p in payloads))
+        mine = await rig.texts(10)
+        theirs: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                while len(theirs) < 10:
+                    theirs.append((await other.receive()).data)
+        await other.close()
+        assert mine[-5:] == [_expected(p) for p in payloads[-5:]]
+        assert theirs[-5:] == mine[-5:]
+
+
+async def test_last_message_is_the_last_sample(http: aiohttp.ClientSession, path: str) -> None:
+    async with _rig(http) as rig:
+        payloads = [{**SAMPLE, "ts": t} for t in range(5)]
+        await rig.send(*(rig.frame(p) for p in payloads))
+        assert len(await rig.texts(5)) == 5
+        session = _session(rig.server)
+        handle = session._streams[rig.stream_id]
+        assert handle.last_message is not None
+        assert handle.last_message.fields[3] == payloads[-1]
+        assert handle.last_message.stream_id == rig.stream_id
