@@ -6,12 +6,14 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import paho.mqtt.client as paho
 from mqtt_helpers import MqttLab
 
+from iotmp.server.mqtt.mqtt_devices import MqttDevice, MqttDevices
 from iotmp.server.testing import TestDevice
 
 PHOTO = TestDevice("photo", credential="photo-key", type="MQTT", name="Photocell")
@@ -110,3 +112,17 @@ async def test_external_device_status_topic_and_last_will(mosquitto: Any) -> Non
             assert sock is not None
             sock.close()
             await wait_for(lambda: not state.connected, timeout=10)
+
+
+async def test_stop_leaves_no_description_sync_scheduled() -> None:
+    """A feed created just before the server stops must not leave a timer behind."""
+    devices = MqttDevices(cast("Any", SimpleNamespace()), cast("Any", None), lambda *_: None)
+    device = MqttDevice(cast("Any", SimpleNamespace(id="photo")))
+    devices.devices["photo"] = device
+    devices._resources_changed(device)  # the coalesced re-sync is due in SYNC_DELAY
+    timer = device.sync_timer
+    assert timer is not None and not timer.cancelled()
+    devices.stop()
+    assert timer.cancelled() and device.sync_timer is None
+    devices._resources_changed(device)  # a message the stopping broker still delivers
+    assert device.sync_timer is None

@@ -103,7 +103,8 @@ class MqttDevice:
         self.link: ValueLink | None = None
         self.sessions: set[str] = set()
         self.warned = False
-        self.sync_pending = False
+        self.sync_timer: asyncio.TimerHandle | None = None
+        """The coalesced re-sync of its description, while one is due."""
 
 
 class MqttDevices:
@@ -120,6 +121,7 @@ class MqttDevices:
         self._publish = publish
         self.devices: dict[str, MqttDevice] = {}
         self._by_topic: dict[str, tuple[str, str]] = {}  # external: topic -> (device, resource)
+        self._stopped = False
 
     # -- set-up ----------------------------------------------------------------
 
@@ -173,12 +175,16 @@ class MqttDevices:
                 device.store.resources.setdefault(resource, _new_resource(FN_INPUT))
 
     def stop(self) -> None:
-        """Every MQTT device goes offline."""
+        """Every MQTT device goes offline; no re-sync is left scheduled."""
+        self._stopped = True  # messages the broker still hands over while it stops
         for device in self.devices.values():
             if device.link is not None:
                 go_offline(self.server, device.state, device.link)
                 device.link = None
             device.sessions.clear()
+            if device.sync_timer is not None:  # nothing to describe any more
+                device.sync_timer.cancel()
+                device.sync_timer = None
 
     def attach_broker(self, authority: BrokerAuthority) -> None:
         """Built-in broker: follow device sessions, subscriptions and messages."""
@@ -247,13 +253,12 @@ class MqttDevices:
 
     def _resources_changed(self, device: MqttDevice) -> None:
         # Coalesced: a client creating many feeds at once costs one re-sync, not one each.
-        if device.sync_pending:
+        if device.sync_timer is not None or self._stopped:
             return
-        device.sync_pending = True
-        asyncio.get_running_loop().call_later(SYNC_DELAY, self._sync, device)
+        device.sync_timer = asyncio.get_running_loop().call_later(SYNC_DELAY, self._sync, device)
 
     def _sync(self, device: MqttDevice) -> None:
-        device.sync_pending = False
+        device.sync_timer = None
         state = device.state
         if device.link is not None and state.link is device.link:
             state.set_description(device.store.describe())
