@@ -26,6 +26,7 @@ __all__ = [
     "CodecImpl",
     "active",
     "compiled_impl",
+    "extension",
     "python_impl",
 ]
 
@@ -53,6 +54,20 @@ class CodecImpl:
 def _compiled_module(name: str) -> types.ModuleType | None:
     try:
         return importlib.import_module(f"{_PACKAGE}._{name}_c")
+    except ImportError:
+        return None
+
+
+def extension(module: str) -> types.ModuleType | None:
+    """Import the compiled-only module ``module``; None if not built or switched off.
+
+    For the Cython-only modules (no pure twin; their callers keep a Python path),
+    under the same ``IOTMP_NO_EXTENSIONS`` switch as the codec.
+    """
+    if _DISABLED:
+        return None
+    try:
+        return importlib.import_module(module)
     except ImportError:
         return None
 

@@ -31,12 +31,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from iotmp.protocol import pson
+from iotmp.protocol import pson, speedups
 from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
 from iotmp.protocol.limits import MAX_DEPTH_CAP
 
@@ -270,7 +269,8 @@ class ResourceStream:
         self._restart = False
         self._task: asyncio.Task[None] | None = None
         self._route: tuple[Any, int, Subscription] | None = None
-        """(SamplePath, stream id, subscriber) while the compiled path may take samples."""
+        """(SamplePath, stream id, subscriber) while the compiled path may take samples;
+        (None, -1, subscriber) once routing was tried and is not possible for it."""
 
     @property
     def desired_interval_ms(self) -> int | None:
@@ -384,7 +384,7 @@ class ResourceStream:
         if len(subscribers) == 1:  # the usual case: nothing to share, one gate at most
             sub = subscribers[0]
             gate = sub.offer(value, now, stream_ms, echo=echo)
-            if _SamplePath is not None and (self._route is None or self._route[2] is not sub):
+            if sub.sink is not None and (self._route is None or self._route[2] is not sub):
                 self._try_route(sub)
             return _NO_GATES if gate is None else [gate]
         gates: list[asyncio.Event] = []
@@ -403,14 +403,23 @@ class ResourceStream:
 
         The route stays until the device stream stops; the compiled path checks on
         every sample that the conditions still hold and leaves the sample to Python
-        otherwise (see ``_sample_path_c``).
+        otherwise (see ``_sample_path_c``). A stream that cannot be routed for ``sub``
+        (no compiled path, no IOTMP session, an interval) is remembered as such, so
+        this runs once per subscriber and device stream, not per sample.
         """
+        self._unroute()
         sink = sub.sink
         session = getattr(self.link, "session", None)
         handle = self.handle
         stream_id = getattr(handle, "stream_id", None)
-        if sink is None or session is None or type(stream_id) is not int or sub.interval_ms:
-            self._unroute()
+        if (
+            _SamplePath is None
+            or sink is None
+            or session is None
+            or type(stream_id) is not int
+            or sub.interval_ms
+        ):
+            self._route = (None, -1, sub)
             return
         path = session.fast_path
         if path is None:
@@ -436,7 +445,8 @@ class ResourceStream:
         if self._route is not None:
             path, stream_id, _ = self._route
             self._route = None
-            path.routes.pop(stream_id, None)
+            if path is not None:
+                path.routes.pop(stream_id, None)
 
 
 _NO_GATES: list[asyncio.Event] = []
@@ -445,13 +455,8 @@ _NO_GATES: list[asyncio.Event] = []
 
 def _sample_path() -> tuple[Any, Any]:
     """Return the compiled sample path's classes, or (None, None) to use the Python path."""
-    from iotmp.protocol.speedups import ENV_NO_EXTENSIONS  # noqa: PLC0415
-
-    if os.environ.get(ENV_NO_EXTENSIONS, "") not in ("", "0"):
-        return None, None
-    try:
-        from . import _sample_path_c  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
+    _sample_path_c: Any = speedups.extension(f"{__package__}._sample_path_c")
+    if _sample_path_c is None:
         return None, None
     _sample_path_c.configure(
         RawValue, _NOTHING, _same, DUPLICATE_WINDOW, DIRECT_WRITE_LIMIT, pson.decode
