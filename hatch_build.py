@@ -1,6 +1,6 @@
 """Build hook: compile the optional Cython codec and sample path into the wheel.
 
-The pure-Python modules ``iotmp/protocol/{varint,pson,pson_legacy,codec}.py`` are the
+The pure-Python modules ``iotmp/protocol/{varint,pson,pson_legacy,codec,ratelimit}.py`` are the
 reference and the fallback. When Cython and a C compiler are available, each is
 also compiled, from the same source plus its ``.pxd`` (Cython's pure-Python mode,
 as aioesphomeapi does), into a sibling extension ``_<name>_c`` that
@@ -32,7 +32,7 @@ from typing import Any
 
 # Compiled in this order. In each compiled copy, imports of these siblings are
 # rewritten to their compiled copies, so that compiled modules call compiled ones.
-MODULES: tuple[str, ...] = ("varint", "pson", "pson_legacy", "codec")
+MODULES: tuple[str, ...] = ("varint", "pson", "pson_legacy", "codec", "ratelimit")
 PACKAGE = Path("iotmp") / "protocol"
 # Cython-only modules, after MODULES (a .pxd beside one is for others to cimport).
 PYX_MODULES: tuple[Path, ...] = (

@@ -11,3 +11,5 @@ cdef Py_ssize_t transcode_into(Out* o, const unsigned char* p, Py_ssize_t pos, P
                                int max_depth) noexcept
 cdef int same_at(const unsigned char* a, Py_ssize_t ea, const unsigned char* b, Py_ssize_t eb,
                  int max_depth) noexcept
+cdef int same_valid(const unsigned char* a, Py_ssize_t ea, const unsigned char* b,
+                    Py_ssize_t eb) noexcept

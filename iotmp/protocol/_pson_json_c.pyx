@@ -23,6 +23,7 @@ entry points declared in ``_pson_json_c.pxd``; see docs/codec.md.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint64_t
+from libc.math cimport signbit
 from libc.string cimport memcmp, memcpy
 
 
@@ -31,7 +32,9 @@ cdef extern from "Python.h":
     void PyMem_Free(void *p)
 
 
-from iotmp.protocol._pson_c import f32_value as _f32_value
+# The compiled codec's own float32 rule, called in C (its .pxd is pson.pxd, copied as
+# _pson_c.pxd by hatch_build.py): one definition, and no Python call per float.
+from iotmp.protocol._pson_c cimport f32_value as _f32_value
 
 cdef enum:
     _MAX_DEPTH = 16
@@ -62,11 +65,62 @@ cdef inline bint _put_u64(Out* o, uint64_t v) noexcept:
     return _put(o, tmp + i, 24 - i)
 
 
+cdef double _POW10[5]
+_POW10[:] = [1.0, 10.0, 100.0, 1000.0, 10000.0]
+
+
+cdef bint _put_decimal(Out* o, double d) noexcept:
+    """``repr(d)`` for a value with at most 4 decimals, 1e-3 <= |d| < 1e9, or 0; False
+    (nothing written) otherwise.
+
+    The first ``k`` for which ``m / 10**k == d`` (``m``: ``d * 10**k`` rounded) gives
+    the shortest decimal that reads back as ``d``, which is what ``repr`` writes: the
+    division is correctly rounded and no other ``k``-decimal lies within ``d``'s
+    rounding interval at these magnitudes. Sensor values (21.6, 1013.25) come this way
+    instead of through the general ``PyOS_double_to_string``.
+    """
+    cdef double a = -d if d < 0 else d
+    cdef double scaled
+    cdef int64_t m
+    cdef int k, i = 24, digits = 0
+    cdef char tmp[24]
+    if d == 0.0:
+        return _put(o, b"-0.0", 4) if signbit(d) else _put(o, b"0.0", 3)
+    if not (1e-3 <= a < 1e9):
+        return False
+    for k in range(5):
+        scaled = a * _POW10[k]
+        m = <int64_t>(scaled + 0.5)
+        if <double>m / _POW10[k] == a:
+            break
+    else:
+        return False
+    if k == 0:
+        i -= 2
+        tmp[i] = b"."
+        tmp[i + 1] = b"0"
+    while m or digits <= k:
+        if digits == k and k:
+            i -= 1
+            tmp[i] = b"."
+        i -= 1
+        tmp[i] = <char>(48 + m % 10)
+        m //= 10
+        digits += 1
+    if d < 0:
+        i -= 1
+        tmp[i] = b"-"
+    return _put(o, tmp + i, 24 - i)
+
+
 cdef bint _put_double(Out* o, double d) noexcept:
     """``repr(d)``: orjson writes the same digits when no exponent is needed."""
-    cdef char* s = PyOS_double_to_string(d, b'r', 0, 0, NULL)
+    cdef char* s
     cdef Py_ssize_t k = 0
     cdef bint ok = True
+    if _put_decimal(o, d):
+        return True
+    s = PyOS_double_to_string(d, b'r', 0, 0, NULL)
     if s == NULL:
         return False
     while s[k]:
@@ -126,8 +180,11 @@ cdef struct Item:
 
 
 cdef Py_ssize_t _head(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                      Item* it) noexcept:
-    """Read one value's tag (and scalar) at ``pos``; -1 for what is left to Python."""
+                      Item* it, bint checked=True) noexcept:
+    """Read one value's tag (and scalar) at ``pos``; -1 for what is left to Python.
+
+    ``checked`` false: the bytes transcoded before, so strings need no scan.
+    """
     cdef unsigned char tag
     cdef int cls
     cdef uint64_t n
@@ -177,7 +234,7 @@ cdef Py_ssize_t _head(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
         it.negative = True
         it.end = pos
     elif cls == 4:
-        if <uint64_t>(end - pos) < n or not _plain_ascii(p + pos, <Py_ssize_t>n):
+        if <uint64_t>(end - pos) < n or (checked and not _plain_ascii(p + pos, <Py_ssize_t>n)):
             return -1
         it.kind = K_STR
         it.end = pos + <Py_ssize_t>n
@@ -195,7 +252,7 @@ cdef Py_ssize_t _head(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
 
 
 cdef Py_ssize_t _key(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                     Py_ssize_t* start) noexcept:
+                     Py_ssize_t* start, bint checked=True) noexcept:
     """A map key (a short plain ASCII string): its end, and its first byte in ``start``."""
     cdef unsigned char tag
     cdef Py_ssize_t n
@@ -206,7 +263,7 @@ cdef Py_ssize_t _key(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
         return -1  # escaped lengths and non-strings go to Python
     n = tag - 0x80
     pos += 1
-    if end - pos < n or not _plain_ascii(p + pos, n):
+    if end - pos < n or (checked and not _plain_ascii(p + pos, n)):
         return -1
     start[0] = pos
     return pos + n
@@ -427,3 +484,67 @@ cdef int same_at(const unsigned char* a, Py_ssize_t ea, const unsigned char* b, 
     if x.kind != y.kind:  # type(a) is type(b): int, float, bool differ at the top
         return 0
     return r
+
+
+cdef int _eq_valid(const unsigned char* a, Py_ssize_t* pa, Py_ssize_t ea,
+                   const unsigned char* b, Py_ssize_t* pb, Py_ssize_t eb) noexcept:
+    """:func:`_eq` for two values that transcoded: no scans, and the first difference
+    decides (no duplicate keys, no NaN, every byte already read once)."""
+    cdef Item x, y
+    cdef Py_ssize_t i, ka, kb, na, nb
+    cdef int r
+    na = _head(a, pa[0], ea, &x, False)
+    nb = _head(b, pb[0], eb, &y, False)
+    if na < 0 or nb < 0:
+        return -1
+    pa[0], pb[0] = na, nb
+    if x.kind <= K_BOOL and y.kind <= K_BOOL:
+        return _number_eq(&x, &y)
+    if x.kind != y.kind:
+        return 0
+    if x.kind == K_NONE:
+        return 1
+    if x.kind == K_STR:
+        return 1 if (x.magnitude == y.magnitude and
+                     memcmp(a + x.start, b + y.start, <size_t>x.magnitude) == 0) else 0
+    if x.magnitude != y.magnitude:
+        return 0
+    for i in range(<Py_ssize_t>x.magnitude):
+        if x.kind == K_MAP:
+            na = _key(a, pa[0], ea, &ka, False)
+            nb = _key(b, pb[0], eb, &kb, False)
+            if na < 0 or nb < 0:
+                return -1
+            if na - ka != nb - kb or memcmp(a + ka, b + kb, <size_t>(na - ka)) != 0:
+                return -1  # keys in another order (or other keys): left to Python
+            pa[0], pb[0] = na, nb
+        r = _eq_valid(a, pa, ea, b, pb, eb)
+        if r != 1:
+            return r  # one entry differs (the keys so far pair up): the containers do
+    return 1
+
+
+cdef int same_valid(const unsigned char* a, Py_ssize_t ea, const unsigned char* b,
+                    Py_ssize_t eb) noexcept:
+    """:func:`same_at` for two values that each transcoded (:func:`transcode_into`
+    succeeded on them): 1 or 0 as the hub's ``_same``, or -1 (cannot tell); faster, and
+    it may answer 0 where ``same_at`` says -1."""
+    cdef Py_ssize_t pa = 0, pb = 0
+    cdef Item x, y
+    cdef int r
+    if _head(a, 0, ea, &x, False) < 0 or _head(b, 0, eb, &y, False) < 0:
+        return -1
+    r = _eq_valid(a, &pa, ea, b, &pb, eb)
+    if r < 0:
+        return -1
+    if x.kind != y.kind:  # type(a) is type(b): int, float, bool differ at the top
+        return 0
+    return r
+
+
+def same_transcoded(bytes new, bytes last):
+    """:func:`same` for two payloads :func:`transcode` took (else ValueError)."""
+    if transcode(new) is None or transcode(last) is None:
+        raise ValueError("both payloads must transcode")
+    return same_valid(<const unsigned char*>PyBytes_AS_STRING(new), PyBytes_GET_SIZE(new),
+                      <const unsigned char*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last))

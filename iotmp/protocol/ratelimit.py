@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import speedups
+
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; ``take()`` spends one."""
@@ -96,3 +98,6 @@ class LogLimiter:
 
 
 __all__ = ["LogLimiter", "TokenBucket"]
+
+# The compiled copy of this module, when installed and not disabled (see speedups).
+speedups.install("ratelimit", globals(), ("TokenBucket",))

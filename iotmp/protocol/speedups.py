@@ -7,6 +7,8 @@ they are the reference. A wheel built where Cython and a C compiler exist (see
 pure module puts the compiled module's public functions in its own namespace, so
 ``iotmp.protocol.pson.decode`` or ``iotmp.protocol.encode_message`` are the
 compiled ones. The pure functions stay reachable through :func:`python_impl`.
+``ratelimit`` is compiled the same way (``_ratelimit_c``), for its token bucket, which
+the server's compiled sample path calls in C; :func:`twins` gives both copies.
 
 Set ``IOTMP_NO_EXTENSIONS=1`` (read at import) to run the pure-Python codec even
 where the compiled one is installed. Both give the same bytes, values and
@@ -28,6 +30,7 @@ __all__ = [
     "compiled_impl",
     "extension",
     "python_impl",
+    "twins",
 ]
 
 ENV_NO_EXTENSIONS: Final = "IOTMP_NO_EXTENSIONS"
@@ -100,6 +103,16 @@ def active() -> str:
     for name in MODULES:
         importlib.import_module(f"{_PACKAGE}.{name}")
     return "compiled" if all(_active[n] == "compiled" for n in _REBOUND) else "python"
+
+
+def twins(name: str) -> tuple[types.SimpleNamespace, types.ModuleType | None]:
+    """Return the pure names of module ``name`` and its compiled copy, for parity tests.
+
+    The names are those :func:`install` registered; the copy is None if not built,
+    and given even when disabled.
+    """
+    importlib.import_module(f"{_PACKAGE}.{name}")
+    return _python[name], _compiled_module(name)
 
 
 def python_impl() -> CodecImpl:

@@ -13,7 +13,7 @@ only when all of this holds; everything else is the Python path's:
   interval-0 subscriber of a WebSocket with the direct writer) that is still current:
   same stream handle, one subscriber, no held value, not waiting for its echo;
 * the payload transcodes (``_pson_json_c``), and the repeat rule can be decided (the
-  last value delivered is one this path delivered, compared with ``same_at``, or a
+  last value delivered is one this path delivered, compared with ``same_valid``, or a
   Python value compared with the hub's ``_same`` after one decode);
 * the receive budget has a token, and the socket takes a direct write now.
 
@@ -25,26 +25,45 @@ use.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp
 
-from iotmp.protocol._pson_json_c cimport Out, _put, same_at, transcode_into
+from iotmp.protocol._pson_json_c cimport Out, _put, same_valid, transcode_into
+from iotmp.protocol._ratelimit_c cimport TokenBucket
 
-# The stream hub's rules and types, given by iotmp.server.streams (configure()), which
-# imports this module: no import cycle, and one definition of each.
+from iotmp.protocol.pson import decode as _decode
+
+# The stream hub's rules, given by iotmp.server.streams (configure()), which imports
+# this module: no import cycle, and one definition of each.
 cdef double _WINDOW = 0.0
 cdef Py_ssize_t _WRITE_LIMIT = 0
-cdef object _RawValue = None
 cdef object _Nothing = None
 cdef object _same_values = None
-cdef object _decode = None
 
 
-def configure(raw_value, nothing, same, double window, Py_ssize_t write_limit, decode):
-    """Bind the hub's ``RawValue``, ``_NOTHING``, ``_same``, ``DUPLICATE_WINDOW``, the
-    direct-write limit and the PSON decoder (called once by ``streams``)."""
-    global _RawValue, _Nothing, _same_values, _WINDOW, _WRITE_LIMIT, _decode
-    _RawValue, _Nothing, _same_values = raw_value, nothing, same
-    _WINDOW, _WRITE_LIMIT, _decode = window, write_limit, decode
+def configure(nothing, same, double window, Py_ssize_t write_limit):
+    """Bind the hub's ``_NOTHING``, ``_same``, ``DUPLICATE_WINDOW`` and the direct-write
+    limit (called once by ``streams``)."""
+    global _Nothing, _same_values, _WINDOW, _WRITE_LIMIT
+    _Nothing, _same_values, _WINDOW, _WRITE_LIMIT = nothing, same, window, write_limit
+
+
+cdef class RawValue:
+    """A value this path delivered, kept as its PSON bytes (the end of the received
+    chunk, from ``start``): ``Subscription.offer`` decodes it when the Python path needs
+    the value. Only this path makes them, so the Python path has no such type."""
+
+    cdef readonly bytes chunk
+    cdef readonly Py_ssize_t start
+    cdef readonly int max_depth
+
+    @property
+    def raw(self):
+        """The PSON bytes of the value."""
+        return self.chunk[self.start:]
+
+    def decode(self):
+        """Return the value (the bytes were valid PSON when they were delivered)."""
+        return _decode(self.chunk[self.start:], max_depth=self.max_depth)
 
 
 cdef class Route:
@@ -90,6 +109,8 @@ cdef class SamplePath:
         cdef unsigned char b
         cdef int shift = 0, verdict
         cdef Route route
+        cdef RawValue lastv, value
+        cdef const unsigned char* lp
         cdef Out* o = &self.out
         cdef object sub, stream, last, transport, outbox
         cdef double now
@@ -140,22 +161,29 @@ cdef class SamplePath:
             return False
         if transcode_into(o, p, start, end, route.max_depth) < 0 or not _put(o, b"}", 1):
             return False
-        payload = None
         last = sub.last_value
-        if type(last) is _RawValue:
-            raw = (<object>last).raw
-            verdict = same_at(p + start, end - start, <const unsigned char*>PyBytes_AS_STRING(raw),
-                              PyBytes_GET_SIZE(raw), route.max_depth)
-            if verdict < 0:
-                return False
+        if type(last) is RawValue:
+            lastv = <RawValue>last
+            lp = <const unsigned char*>PyBytes_AS_STRING(lastv.chunk) + lastv.start
+            size = PyBytes_GET_SIZE(lastv.chunk) - lastv.start
+            if size == end - start and memcmp(lp, p + start, size) == 0:
+                verdict = 1  # the same bytes: the same value (transcode refused NaN)
+            else:
+                verdict = same_valid(p + start, end - start, lp, size)
+                if verdict < 0:
+                    return False
         elif last is _Nothing:
             verdict = 0
         else:  # delivered by the Python path: one decode, then this path's own values
             payload = PyBytes_FromStringAndSize(<const char*>p + start, end - start)
             verdict = 1 if _same_values(_decode(payload, max_depth=route.max_depth), last) else 0
         budget = route.budget
-        if budget is not None and not budget.take(1):
-            return False  # the Python path closes the session, as it would have
+        if budget is not None:
+            if type(budget) is TokenBucket:
+                if not (<TokenBucket>budget).take(1):
+                    return False  # the Python path closes the session, as it would have
+            elif not budget.take(1):
+                return False
         # From here on the sample is this path's: do what the Python path does.
         handle = route.handle
         handle._last_message = None
@@ -176,10 +204,12 @@ cdef class SamplePath:
             frame = PyBytes_FromStringAndSize(o.buf, o.n)
         else:
             return False  # (cannot happen: the buffer is smaller)
-        if payload is None:
-            payload = PyBytes_FromStringAndSize(<const char*>p + start, end - start)
+        value = RawValue.__new__(RawValue)
+        value.chunk = data
+        value.start = start
+        value.max_depth = route.max_depth
         sub.last_delivery = now
-        sub.last_value = _RawValue(payload, route.max_depth)
+        sub.last_value = value
         sub.deliveries += 1
         route.taken += 1
         transport.write(frame)

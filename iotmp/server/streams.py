@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from iotmp.protocol import pson, speedups
+from iotmp.protocol import speedups
 from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
 from iotmp.protocol.limits import MAX_DEPTH_CAP
 
@@ -74,23 +74,6 @@ push and the server's read-back after a write, or a push and a sample in one tic
 def _same(a: Any, b: Any) -> bool:
     """Equal values of the same type (``True`` is not ``1`` here)."""
     return a is not _NOTHING and type(a) is type(b) and a == b
-
-
-class RawValue:
-    """A value the compiled sample path delivered, kept as its PSON bytes.
-
-    :meth:`Subscription.offer` decodes it when the Python path needs the value.
-    """
-
-    __slots__ = ("max_depth", "raw")
-
-    def __init__(self, raw: bytes, max_depth: int) -> None:
-        self.raw = raw
-        self.max_depth = max_depth
-
-    def decode(self) -> Any:
-        """Return the value (the bytes were valid PSON when they were delivered)."""
-        return pson.decode(self.raw, max_depth=self.max_depth)
 
 
 class SampleSink:
@@ -190,7 +173,7 @@ class Subscription:
         """
         if self.pending_first:
             return self._send(value, now)
-        if type(self.last_value) is RawValue:  # delivered by the compiled path
+        if type(self.last_value) is _RawValue:  # delivered by the compiled path
             self.last_value = self.last_value.decode()
         if echo or self.interval_ms == 0:
             repeated = _same(value, self.last_value) and (
@@ -453,15 +436,16 @@ _NO_GATES: list[asyncio.Event] = []
 """Returned (never changed) when no subscriber is behind."""
 
 
-def _sample_path() -> tuple[Any, Any]:
-    """Return the compiled sample path's classes, or (None, None) to use the Python path."""
+def _sample_path() -> tuple[Any, Any, Any]:
+    """Return the compiled sample path's ``SamplePath``, ``Route`` and ``RawValue``.
+
+    (None, None, None) without it: the server then takes the Python path.
+    """
     _sample_path_c: Any = speedups.extension(f"{__package__}._sample_path_c")
     if _sample_path_c is None:
-        return None, None
-    _sample_path_c.configure(
-        RawValue, _NOTHING, _same, DUPLICATE_WINDOW, DIRECT_WRITE_LIMIT, pson.decode
-    )
-    return _sample_path_c.SamplePath, _sample_path_c.Route
+        return None, None, None
+    _sample_path_c.configure(_NOTHING, _same, DUPLICATE_WINDOW, DIRECT_WRITE_LIMIT)
+    return _sample_path_c.SamplePath, _sample_path_c.Route, _sample_path_c.RawValue
 
 
 async def _wait_all(gates: list[asyncio.Event]) -> None:
@@ -568,4 +552,6 @@ class StreamHub:
         self._streams.clear()
 
 
-_SamplePath, _Route = _sample_path()
+_SamplePath, _Route, _RawValue = _sample_path()
+"""``_RawValue``: the type of a ``last_value`` the compiled path delivered (kept as its
+PSON bytes, decoded when the Python path needs it); None without the compiled path."""

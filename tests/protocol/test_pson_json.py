@@ -177,3 +177,75 @@ def test_float32_and_float64_of_one_value_are_the_same() -> None:
     assert pson.decode(f32) == pson.decode(f64) == {"a": 0.5}
     assert pj.same(f32, f64) == 1
     assert pj.transcode(f32) == pj.transcode(f64) == b'{"a":0.5}'
+
+
+# Floats with few decimals (what sensors send) take a shortcut past the general
+# double-to-string: it must write what the Python path writes, down to the last digit.
+few_decimals = st.builds(
+    lambda m, k, sign: sign * m / 10**k,
+    st.integers(0, 10**13),
+    st.integers(0, 6),
+    st.sampled_from([1, -1]),
+)
+
+
+@PARITY
+@given(st.one_of(few_decimals, st.floats(allow_nan=False, allow_infinity=False)))
+@example(0.1 + 0.2)
+@example(1e-3)
+@example(0.000999)
+@example(999999999.9999)
+@example(1e9)
+@example(123456789.5)
+@example(-21.6)
+@example(0.05)
+@example(5e-324)
+def test_floats_are_written_as_the_python_path_writes_them(x: float) -> None:
+    for payload in (pson.encode(x), pson.encode({"v": x}), pson.encode([x, -x])):
+        got = _check(payload)
+        if "e" not in repr(x):
+            assert got is not None, x
+
+
+@PARITY
+@given(st.floats(-1e6, 1e6, allow_nan=False, width=32))
+def test_float32_values_are_written_as_the_python_path_writes_them(x: float) -> None:
+    assert _check(pson.encode({"v": x})) is not None or "e" in repr(pson.decode(pson.encode(x)))
+
+
+@PARITY
+@given(sensor_values, sensor_values)
+def test_same_on_transcoded_payloads_agrees_with_the_hub(a: Any, b: Any) -> None:
+    ea, eb = pson.encode(a), pson.encode(b)
+    if pj.transcode(ea) is None or pj.transcode(eb) is None:
+        return
+    for x, y in ((ea, eb), (ea, ea), (eb, ea)):
+        got = pj.same_transcoded(x, y)
+        if got != -1:
+            assert bool(got) == _same_python(x, y)
+        if pj.same(x, y) != -1:
+            assert got == pj.same(x, y)  # where the full comparison can tell, so can this
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (SAMPLE, SAMPLE, 1),
+        ({**SAMPLE, "ts": 1}, {**SAMPLE, "ts": 2}, 0),
+        ({"a": 1, "b": [1, 2]}, {"a": 1, "b": [1, 2.0]}, 1),
+        ({"a": 1}, {"a": True}, 1),
+        (1, True, 0),
+        ({"a": 5, "b": 1, "c": 2}, {"a": 6, "c": 2, "b": 1}, 0),  # a differs: enough
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, -1),
+    ],
+)
+def test_same_on_transcoded_payloads_cases(a: Any, b: Any, expected: int) -> None:
+    ea, eb = pson.encode(a), pson.encode(b)
+    assert pj.same_transcoded(ea, eb) == expected
+    if expected != -1:
+        assert bool(expected) == _same_python(ea, eb)
+
+
+def test_same_on_transcoded_payloads_needs_them_transcoded() -> None:
+    with pytest.raises(ValueError, match="must transcode"):
+        pj.same_transcoded(pson.encode(1e300), pson.encode(1))
