@@ -35,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from iotmp.protocol import session as protocol_session
 from iotmp.protocol import speedups
 from iotmp.protocol.errors import IotmpError, RemoteError, RequestTimeoutError
 from iotmp.protocol.limits import MAX_DEPTH_CAP
@@ -114,6 +115,25 @@ class Subscription:
     * a write's read-back (:meth:`StreamHub.push`) at once, unless the device
       pushed that value already.
     """
+
+    # Slots: the compiled sample path reads a subscriber for every sample it takes.
+    __slots__ = (
+        "_deliver",
+        "_fail",
+        "_gone",
+        "_held",
+        "_held_timer",
+        "_interval",
+        "clock",
+        "deliveries",
+        "device_id",
+        "interval_ms",
+        "last_delivery",
+        "last_value",
+        "pending_first",
+        "resource",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -384,11 +404,15 @@ class ResourceStream:
     def _try_route(self, sub: Subscription) -> None:
         """Hand later samples to the session's compiled sample path, where it can take them.
 
-        The route stays until the device stream stops; the compiled path checks on
-        every sample that the conditions still hold and leaves the sample to Python
-        otherwise (see ``_sample_path_c``). A stream that cannot be routed for ``sub``
-        (no compiled path, no IOTMP session, an interval) is remembered as such, so
-        this runs once per subscriber and device stream, not per sample.
+        The route holds while the stream's side of its conditions does: this device
+        stream (its handle), at interval 0, with ``sub`` its only subscriber. Whatever
+        changes one of those drops the route first (``_stop``,
+        ``forget_device_stream``, ``StreamHub.subscribe`` and ``unsubscribe``), so the
+        compiled path does not read the stream per sample. It checks the rest on
+        every sample (the session, the subscriber, the socket) and leaves the sample
+        to Python otherwise (see ``_sample_path_c``). A stream that cannot be routed
+        for ``sub`` (no compiled path, no IOTMP session, an interval) is remembered as
+        such, so this runs once per subscriber and device stream, not per sample.
         """
         self._unroute()
         sink = sub.sink
@@ -401,22 +425,24 @@ class ResourceStream:
             or session is None
             or type(stream_id) is not int
             or sub.interval_ms
+            or self.interval_ms
+            or self.subscribers != [sub]
         ):
             self._route = (None, -1, sub)
             return
         path = session.fast_path
         if path is None:
             path = session.fast_path = _SamplePath(session)
+            path.install_front(session.transport)
         limits = session.config.limits
         assert _Route is not None
         path.routes[stream_id] = _Route(
             handle,
-            self,
             sub,
             sink.outbox,
             sink.ws,
             sink.transport,
-            self.hub,
+            self.hub.clock,
             session._rx_budget,
             sink.prefix,
             min(limits.max_depth, MAX_DEPTH_CAP),
@@ -445,6 +471,11 @@ def _sample_path() -> tuple[Any, Any, Any]:
     if _sample_path_c is None:
         return None, None, None
     _sample_path_c.configure(_NOTHING, _same, DUPLICATE_WINDOW, DIRECT_WRITE_LIMIT)
+    # The session's own limit and logger: its checks are the Front's (_sample_path_c).
+    _sample_path_c.configure_session(
+        protocol_session._FEED_SLICE,
+        logging.getLogger(protocol_session.__name__),
+    )
     return _sample_path_c.SamplePath, _sample_path_c.Route, _sample_path_c.RawValue
 
 
@@ -493,6 +524,7 @@ class StreamHub:
         if stream is None:
             stream = ResourceStream(self, sub.device_id, sub.resource)
             self._streams[key] = stream
+        stream._unroute()  # the compiled path's route holds for one set of subscribers
         if sub not in stream.subscribers:
             stream.subscribers.append(sub)
         sub.clock = self.clock
@@ -505,6 +537,7 @@ class StreamHub:
         stream = self._streams.get((sub.device_id, sub.resource))
         if stream is None or sub not in stream.subscribers:
             return
+        stream._unroute()
         stream.subscribers.remove(sub)
         sub.cancel()
         stream.schedule()

@@ -51,6 +51,7 @@ class Rig:
     writer: asyncio.StreamWriter
     stream_ids: list[int]  # every START_STREAM's id, the current one last
     ws: aiohttp.ClientWebSocketResponse
+    answer: asyncio.Event  # cleared: the device does not answer START/STOP_STREAM yet
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -100,6 +101,8 @@ async def _device(
     rig_closed: asyncio.Event,
     writer_box: list[asyncio.StreamWriter],
     ids: list[int],
+    *,
+    answer: asyncio.Event,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer_box.append(writer)
@@ -121,6 +124,7 @@ async def _device(
                         )
                     )
                 elif msg.type in (MessageType.START_STREAM, MessageType.STOP_STREAM):
+                    await answer.wait()  # a test may hold the stream's restart back
                     writer.write(
                         encode_message(Message.build(MessageType.OK, stream_id=msg.stream_id))
                     )
@@ -142,12 +146,16 @@ async def _rig(
         closed = asyncio.Event()
         box: list[asyncio.StreamWriter] = []
         ids: list[int] = []
-        task = asyncio.create_task(_device(server.tcp_port, started, closed, box, ids))
+        answer = asyncio.Event()
+        answer.set()
+        task = asyncio.create_task(
+            _device(server.tcp_port, started, closed, box, ids, answer=answer)
+        )
         await server.wait_device_connected("d0")
         url = f"{server.ws_url}/v3/users/alice/devices/d0/resources/s?interval=0"
         ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {server.token}"})
         await asyncio.wait_for(started, 5)
-        rig = Rig(server, box[0], ids, ws, closed)
+        rig = Rig(server, box[0], ids, ws, answer, closed)
         try:
             yield rig
         finally:
@@ -251,6 +259,106 @@ async def test_a_second_subscriber_gets_every_frame_too(
         await other.close()
         assert mine[-5:] == [_expected(p) for p in payloads[-5:]]
         assert theirs[-5:] == mine[-5:]
+
+
+async def test_a_subscriber_joining_gets_what_the_first_gets_at_once(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    """From the moment a second subscriber joins, neither gets a sample the other does not.
+
+    The restart of the device stream for the new subscriber set is held back, so
+    samples keep coming on the old stream meanwhile (the hub drops those: that stream
+    is being stopped); then both get every sample of the new one.
+    """
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        assert len(rig.routes()) == (1 if path == "compiled" else 0)
+        rig.answer.clear()  # the restart the new subscriber causes waits
+        stream = rig.server.server.hub.stream("d0", "s")
+        assert stream is not None
+        url = f"{rig.server.ws_url}/v3/users/alice/devices/d0/resources/s?interval=0"
+        other = await http.ws_connect(url, headers={"Authorization": f"Bearer {rig.server.token}"})
+        async with asyncio.timeout(5):
+            while len(stream.subscribers) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert rig.routes() == []  # no route while two subscribers share the stream
+
+        async def theirs(count: int) -> list[str]:
+            got: list[str] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.5):
+                    while len(got) < count:
+                        got.append((await other.receive()).data)
+            return got
+
+        held = [{**SAMPLE, "ts": t} for t in range(10, 15)]
+        await rig.send(*(rig.frame(p) for p in held))  # on the old stream
+        assert await rig.texts(5, wait=1.5) == await theirs(5)
+        rig.answer.set()
+        async with asyncio.timeout(5):
+            while len(rig.stream_ids) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        payloads = [{**SAMPLE, "ts": t} for t in range(20, 25)]
+        await rig.send(*(rig.frame(p) for p in payloads))
+        mine = await rig.texts(5)
+        assert mine == [_expected(p) for p in payloads]
+        assert (await theirs(6))[-5:] == mine  # (after the echo, if it comes first)
+        await other.close()
+
+
+async def test_a_sample_right_after_a_subscriber_joins_reaches_both(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    """In the same tick as the subscribe, before the stream restarts: both get it."""
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        got: list[Any] = []
+
+        def deliver(resource: str, value: Any) -> None:
+            got.append(value)
+
+        joining = streams.Subscription("d0", "s", 0, deliver)
+        rig.server.server.hub.subscribe(joining)
+        sample = {**SAMPLE, "ts": 3}
+        _session(rig.server).data_received(rig.frame(sample))  # as the transport would
+        assert got == [sample]
+        assert await rig.texts(1) == [_expected(sample)]
+        rig.server.server.hub.unsubscribe(joining)
+
+
+async def test_no_sample_after_the_subscriber_leaves(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    """In the same tick as the unsubscribe, before the stream stops: nothing is sent."""
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        stream = rig.server.server.hub.stream("d0", "s")
+        assert stream is not None
+        rig.server.server.hub.unsubscribe(stream.subscribers[0])
+        _session(rig.server).data_received(rig.frame({**SAMPLE, "ts": 3}))
+        assert await rig.texts(1, wait=0.5) == []
+
+
+async def test_a_device_that_hangs_up_after_routing_goes_offline(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    """The connection's end still reaches the session through the compiled path's Front."""
+    async with _rig(http) as rig:
+        await rig.send(rig.frame({**SAMPLE, "ts": 1}), rig.frame({**SAMPLE, "ts": 2}))
+        assert len(await rig.texts(2)) == 2
+        session = _session(rig.server)
+        protocol = session.transport._transport.get_protocol()
+        assert type(protocol).__name__ == ("Front" if path == "compiled" else "ProtocolTransport")
+        await rig.send(rig.frame({**SAMPLE, "ts": 3}), rig.frame({**SAMPLE, "ts": 4}))
+        assert len(await rig.texts(2)) == 2
+        assert session.transport.rx_bytes > 0
+        rig.writer.close()
+        await rig.server.wait_device_disconnected("d0")
+        assert session.is_closed
 
 
 async def test_last_message_is_the_last_sample(http: aiohttp.ClientSession, path: str) -> None:
