@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +23,10 @@ import pytest
 
 from iotmp.protocol.codec import MessageDecoder, decode_message, encode_message
 from iotmp.protocol.message import Message, MessageType
+from iotmp.protocol.transport import client_ssl_context
 from iotmp.protocol.varint import encode_varint
 from iotmp.server import streams
+from iotmp.server.certs import make_self_signed
 from iotmp.server.http_api import dumps_bytes
 from iotmp.server.limits import ServerLimits
 from iotmp.server.testing import TestDevice, TestServer, run_test_server
@@ -103,8 +108,9 @@ async def _device(
     ids: list[int],
     *,
     answer: asyncio.Event,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     writer_box.append(writer)
     writer.write(
         encode_message(
@@ -138,18 +144,36 @@ async def _device(
 
 @contextlib.asynccontextmanager
 async def _rig(
-    http: aiohttp.ClientSession, limits: ServerLimits | None = None
+    http: aiohttp.ClientSession, limits: ServerLimits | None = None, *, tls: bool = False
 ) -> AsyncIterator[Rig]:
     limits = limits or ServerLimits(min_stream_interval=0.01)
-    async with run_test_server([TestDevice("d0", credential="pw")], limits=limits) as server:
+    certs = tempfile.TemporaryDirectory()
+    cert, key = Path(certs.name) / "cert.pem", Path(certs.name) / "key.pem"
+    options: dict[str, Any] = {}
+    if tls:
+        make_self_signed(cert, key)
+        options = {"tls_cert": str(cert), "tls_key": str(key)}
+    async with run_test_server(
+        [TestDevice("d0", credential="pw")], limits=limits, **options
+    ) as server:
         started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         closed = asyncio.Event()
         box: list[asyncio.StreamWriter] = []
         ids: list[int] = []
         answer = asyncio.Event()
         answer.set()
+        port = server.tls_port if tls else server.tcp_port
+        assert port is not None
         task = asyncio.create_task(
-            _device(server.tcp_port, started, closed, box, ids, answer=answer)
+            _device(
+                port,
+                started,
+                closed,
+                box,
+                ids,
+                answer=answer,
+                tls=client_ssl_context(verify=False) if tls else None,
+            )
         )
         await server.wait_device_connected("d0")
         url = f"{server.ws_url}/v3/users/alice/devices/d0/resources/s?interval=0"
@@ -163,6 +187,7 @@ async def _rig(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
+            certs.cleanup()
 
 
 def _expected(payload: Any) -> str:
@@ -359,6 +384,22 @@ async def test_a_device_that_hangs_up_after_routing_goes_offline(
         rig.writer.close()
         await rig.server.wait_device_disconnected("d0")
         assert session.is_closed
+
+
+async def test_frames_over_tls_are_the_same_both_ways(
+    http: aiohttp.ClientSession, path: str
+) -> None:
+    """A TLS device connection: the Front sits before the TLS transport's protocol."""
+    async with _rig(http, tls=True) as rig:
+        await rig.send(*(rig.frame(p) for p in PAYLOADS))
+        assert await rig.texts(len(PAYLOADS)) == [_expected(p) for p in PAYLOADS]
+        protocol = _session(rig.server).transport._transport.get_protocol()
+        assert type(protocol).__name__ == ("Front" if path == "compiled" else "ProtocolTransport")
+        more = [{**SAMPLE, "ts": t} for t in range(10, 15)]
+        await rig.send(*(rig.frame(p) for p in more))
+        assert await rig.texts(5) == [_expected(p) for p in more]
+        if path == "compiled":
+            assert rig.routes()[0].taken >= 5
 
 
 async def test_last_message_is_the_last_sample(http: aiohttp.ClientSession, path: str) -> None:
